@@ -1,0 +1,1 @@
+"""Serving the exported model: TF Serving's gRPC API and ONNX Runtime."""

@@ -1,0 +1,45 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+REPO = Path(__file__).resolve().parents[1]
+
+# A generator and discriminator small enough for a CPU test, the article's layout otherwise.
+TINY_MODEL = ["--channels", "8", "--residual-blocks", "2", "--disc-channels", "4", "--disc-dense", "8"]
+
+
+def tiny_run_args(out_dir: Path, cache_dir: Path, *extra: str) -> list[str]:
+    """`python -m training.run` arguments for a run of seconds: tiny networks, 32×32 crops, no XLA."""
+    return [*TINY_MODEL, "--crop-size", "32", "--batch-size", "2", "--pretrain-steps", "2",
+            "--epochs", "2", "--steps-per-epoch", "2", "--checkpoint-every", "1", "--no-xla",
+            "--content-loss", "mse", "--seed", "1", "--out-dir", str(out_dir), "--cache-dir", str(cache_dir),
+            *extra]
+
+
+def run_module(module: str, *args: str, env: dict | None = None, timeout: float = 300,
+               **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})}, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    """One demo-data cache for the whole session (preparing it takes a few seconds)."""
+    return tmp_path_factory.mktemp("cache")
+
+
+def write_image(path: Path, array: np.ndarray, **save_kwargs) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path, **save_kwargs)
+    return path
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)

@@ -1,0 +1,156 @@
+import json
+import math
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import REPO, run_module, tiny_run_args
+from training.config import config_from_args
+from training.run import train
+
+
+def _records(out_dir, kind=None):
+    lines = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in lines if kind is None or r["kind"] == kind]
+
+
+def _checkpoint_steps(out_dir):
+    return sorted(int(p.name.split("-")[1].split(".")[0]) for p in (out_dir / "checkpoints").glob("ckpt-*.index"))
+
+
+def test_short_run_writes_checkpoints_samples_and_metrics(tmp_path, cache_dir):
+    out = tmp_path / "run"
+    summary = train(config_from_args(tiny_run_args(out, cache_dir)))
+    assert summary["steps"] == 2 + 2 * 2 and summary["epochs"] == 2
+    assert 6 in _checkpoint_steps(out)
+    assert json.loads((out / "checkpoints" / "model.json").read_text())["channels"] == 8
+    for name in ("pretrain.png", "epoch_0001.png", "epoch_0002.png"):
+        sheet = Image.open(out / "samples" / name)
+        assert sheet.size == (3 * 32 + 2 * 4, 5 * 32 + 4 * 4)  # bicubic | SR | HR, one row per held-out image
+    assert Image.open(out / "test_images" / "lr" / "04.png").size == (8, 8)
+    assert Image.open(out / "test_images" / "hr" / "04.png").size == (32, 32)
+    epochs = _records(out, "epoch")
+    assert [r["epoch"] for r in epochs] == [1, 2]
+    for r in epochs:
+        assert all(math.isfinite(r[k]) for k in ("psnr", "ssim", "psnr_bicubic", "ssim_bicubic"))
+    train_records = _records(out, "train")
+    assert {"g_loss", "d_loss", "content_loss", "adversarial_loss", "images_per_second"} <= set(train_records[-1])
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+    assert json.loads((out / "summary.json").read_text())["steps"] == 6
+
+
+def test_rerun_resumes_and_continues_the_step_count(tmp_path, cache_dir):
+    out = tmp_path / "run"
+    first = train(config_from_args(tiny_run_args(out, cache_dir, "--epochs", "1")))
+    assert first["steps"] == 4
+    again = train(config_from_args(tiny_run_args(out, cache_dir, "--epochs", "1")))
+    assert again["steps"] == 4 and again["images_trained_this_run"] == 0  # nothing left to do
+    more = train(config_from_args(tiny_run_args(out, cache_dir, "--epochs", "3")))
+    assert more["steps"] == 2 + 3 * 2 and more["images_trained_this_run"] == 2 * 2 * 2
+    assert [r["step"] for r in _records(out, "epoch")] == [4, 6, 8]
+
+
+def test_resume_refuses_a_different_model(tmp_path, cache_dir):
+    out = tmp_path / "run"
+    train(config_from_args(tiny_run_args(out, cache_dir, "--epochs", "1")))
+    with pytest.raises(SystemExit) as exit_info:
+        train(config_from_args(tiny_run_args(out, cache_dir, "--epochs", "1", "--channels", "16")))
+    assert exit_info.value.code == 2
+
+
+def _wait_for(predicate, timeout=180):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError("timed out")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_killed_run_resumes_from_its_checkpoint_with_the_same_step_count(tmp_path, cache_dir, sig):
+    out = tmp_path / "run"
+    args = tiny_run_args(out, cache_dir, "--epochs", "1000", "--checkpoint-every", "2")
+    proc = subprocess.Popen([sys.executable, "-m", "training.run", *args], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(lambda: (out / "metrics.jsonl").exists() and len(_records(out, "epoch")) >= 3)
+        proc.send_signal(sig)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    saved = _checkpoint_steps(out)[-1]
+    if sig == signal.SIGTERM:
+        assert proc.returncode == 128 + signal.SIGTERM
+        assert "Run the same command again to resume" in stderr
+        assert saved > 2 + 3 * 2  # a checkpoint written at the signal, past the last scheduled one
+    else:
+        assert proc.returncode == -signal.SIGKILL
+    resumed_epoch = (saved - 2) // 2
+    result = run_module("training.run", *tiny_run_args(out, cache_dir, "--epochs", str(resumed_epoch + 1)))
+    assert result.returncode == 0, result.stderr
+    assert f"resuming from {out / 'checkpoints' / f'ckpt-{saved}'} (step {saved}" in result.stdout
+    assert json.loads((out / "summary.json").read_text())["steps"] == 2 + (resumed_epoch + 1) * 2
+
+
+def test_missing_vgg_weights_stop_the_run_with_one_clear_sentence(tmp_path):
+    home = tmp_path / "home"
+    result = run_module("training.run", *tiny_run_args(tmp_path / "run", tmp_path / "cache",
+                                                       "--content-loss", "vgg"),
+                        env={"HOME": str(home), "KERAS_HOME": str(home / ".keras")}, timeout=120)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    error = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(error) == 1
+    for remedy in ("--vgg-weights", "~/.keras/models/", "download", "--content-loss mse"):
+        assert remedy in error[0]
+    assert not (tmp_path / "run" / "checkpoints").exists()  # stopped before any training
+
+
+def test_vgg_weights_file_that_does_not_exist(tmp_path):
+    result = run_module("training.run", *tiny_run_args(tmp_path / "run", tmp_path / "cache", "--content-loss",
+                                                       "vgg", "--vgg-weights", str(tmp_path / "nope.h5")))
+    assert result.returncode == 2 and "nope.h5 does not exist" in result.stderr
+
+
+def test_vgg_content_loss_from_a_weights_file(tmp_path, cache_dir):
+    weights = tmp_path / "vgg19.weights.h5"
+    vgg = keras.applications.VGG19(include_top=False, weights=None)
+    rng = np.random.default_rng(0)
+    for layer in vgg.layers:
+        if isinstance(layer, keras.layers.Conv2D):  # He init: features that survive 16 ReLU layers
+            kernel, bias = layer.get_weights()
+            fan_in = np.prod(kernel.shape[:3])
+            layer.set_weights([rng.normal(0, np.sqrt(2 / fan_in), kernel.shape).astype("float32"), bias])
+    vgg.save_weights(weights)
+    out = tmp_path / "run"
+    summary = train(config_from_args(tiny_run_args(out, cache_dir, "--content-loss", "vgg", "--vgg-weights",
+                                                   str(weights), "--pretrain-steps", "0", "--epochs", "1",
+                                                   "--steps-per-epoch", "1")))
+    assert summary["steps"] == 1
+    assert _records(out, "train")[-1]["content_loss"] > 0
+
+
+def test_xla_and_mixed_precision_steps_run(tmp_path, cache_dir):
+    for flags in (["--xla"], ["--mixed-precision"]):
+        summary = train(config_from_args(tiny_run_args(tmp_path / flags[0], cache_dir, *flags, "--epochs", "1",
+                                                       "--steps-per-epoch", "1", "--pretrain-steps", "1")))
+        assert summary["steps"] == 2
+        assert np.isfinite(summary["held_out"]["psnr"])
+    keras.mixed_precision.set_global_policy("float32")
+
+
+def test_mirrored_strategy_on_two_logical_cpus(tmp_path, cache_dir):
+    out = tmp_path / "run"
+    result = run_module("training.run", *tiny_run_args(out, cache_dir, "--strategy", "mirrored",
+                                                       "--logical-cpus", "2", "--batch-size", "4"))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["replicas"] == 2 and summary["steps"] == 6
+    assert all(math.isfinite(r["g_loss"]) for r in _records(out, "train") if "g_loss" in r)

@@ -1,0 +1,1 @@
+"""Training data: image sources prepared into a cached manifest, and the tf.data pipeline."""

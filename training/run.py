@@ -1,0 +1,147 @@
+"""`python -m training.run`: train the article's SRGAN; re-running with the same --out-dir resumes."""
+
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+from training.config import TrainConfig, config_from_args
+from training.errors import UserError, exit_on_user_error
+
+
+def _content_loss(config: TrainConfig):
+    from training import losses
+    if config.content_loss == "mse":
+        return losses.pixel_mse
+    from training.vgg import load_vgg_features
+    return losses.VggContentLoss(load_vgg_features(config.vgg_weights), config.vgg_imagenet_preprocessing)
+
+
+def _optimizer(config: TrainConfig):
+    import keras
+    adam = keras.optimizers.Adam(learning_rate=config.learning_rate, beta_1=0.9, beta_2=0.999, epsilon=1e-8)
+    return keras.optimizers.LossScaleOptimizer(adam) if config.mixed_precision else adam
+
+
+def _save_config(config: TrainConfig, out_dir: Path) -> None:
+    data = {k: (dataclasses.asdict(v) if dataclasses.is_dataclass(v) else str(v) if isinstance(v, Path) else v)
+            for k, v in dataclasses.asdict(config).items()}
+    (out_dir / "config.json").write_text(json.dumps(data, indent=2, default=str) + "\n")
+
+
+@exit_on_user_error
+def train(config: TrainConfig) -> dict:
+    """Run (or resume) training; returns the run summary. Raises `Interrupted` after a saved stop."""
+    if config.logical_cpus:
+        from training.distribution import split_cpu
+        split_cpu(config.logical_cpus)
+    import keras
+    import tensorflow as tf
+
+    from training.checkpointing import RunCheckpoints
+    from training.data import pipeline, sources
+    from training.distribution import is_chief, make_strategy
+    from training.loop import HeldOut, Schedule, Trainer
+    from training.model import build_discriminator, build_generator
+    from training.run_log import RunLog
+    from training.samples import bicubic_upscale, save_held_out
+    from training.step import Networks, TrainSteps
+
+    started = time.perf_counter()
+    if config.seed is not None:
+        keras.utils.set_random_seed(config.seed)
+    keras.mixed_precision.set_global_policy("mixed_float16" if config.mixed_precision else "float32")
+    strategy = make_strategy(config.strategy)
+    replicas = strategy.num_replicas_in_sync
+    if config.batch_size % replicas:
+        raise UserError(f"--batch-size {config.batch_size} must be a multiple of the {replicas} replicas.")
+    if config.crop_size % (16 if config.model.scale < 16 else config.model.scale):
+        raise UserError(f"--crop-size must be a multiple of 16 (the discriminator halves it four times), "
+                        f"got {config.crop_size}.")
+
+    with strategy.scope():
+        content_loss = _content_loss(config)  # first: a missing VGG19 stops the run before any work
+
+    kind = sources.detect_kind(config.data_dir) if config.dataset == "auto" else config.dataset
+    manifest = sources.prepare(kind, config.data_dir, config.cache_dir, config.crop_size, config.max_images)
+    print(f"data ({kind}): {manifest.report.summary()}; {len(manifest.train)} for training, "
+          f"{len(manifest.test)} held out", flush=True)
+
+    out_dir = config.out_dir
+    chief = is_chief(strategy)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pipe_config = pipeline.PipelineConfig(config.crop_size, config.model.scale, config.augment,
+                                          config.antialias)
+    lr, hr = pipeline.held_out_pairs(manifest.test, pipe_config)
+    held_out = HeldOut(lr, hr, bicubic_upscale(lr, config.model.scale), config.model.scale)
+    if chief:
+        save_held_out(lr, hr, out_dir / "test_images")
+        _save_config(config, out_dir)
+
+    with strategy.scope():
+        nets = Networks(build_generator(config.model), build_discriminator(config.model, config.crop_size),
+                        _optimizer(config), _optimizer(config), content_loss)
+        # Non-chief workers of a multi-worker run write their (identical) checkpoints where nobody reads them.
+        checkpoint_dir = out_dir / "checkpoints" if chief else out_dir / f".worker-{id(strategy)}"
+        checkpoints = RunCheckpoints(checkpoint_dir, nets, config.model, config.keep_checkpoints)
+        resumed = checkpoints.restore_latest()
+    if resumed:
+        print(f"resuming from {resumed} (step {int(checkpoints.step.numpy())}, "
+              f"epoch {int(checkpoints.epoch.numpy())})", flush=True)
+
+    steps_per_epoch = config.steps_per_epoch or max(1, len(manifest.train) // config.batch_size)
+    schedule = Schedule(config.pretrain_steps, config.epochs, steps_per_epoch, config.batch_size,
+                        config.checkpoint_every, config.log_every)
+    dataset = pipeline.training_dataset(manifest.train, pipe_config, config.batch_size, manifest.fixed_size)
+    batches = iter(strategy.experimental_distribute_dataset(dataset) if replicas > 1 else dataset)
+    log = RunLog(out_dir)
+    trainer = Trainer(TrainSteps(nets, strategy, config.batch_size, config.xla), batches, checkpoints,
+                      schedule, held_out, log, out_dir, write_files=chief)
+    try:
+        trainer.run()
+        if not trainer.last_quality:  # nothing left to train: still report where the model stands
+            trainer.evaluate("final", out_dir / "samples" / "final.png")
+    finally:
+        log.close()
+    summary = {
+        "steps": int(checkpoints.step.numpy()), "epochs": int(checkpoints.epoch.numpy()),
+        "images_trained_this_run": trainer.images_trained,
+        "training_seconds_this_run": round(trainer.seconds_training, 1),
+        "images_per_second": round(trainer.images_trained / max(trainer.seconds_training, 1e-9), 3),
+        "wall_seconds_this_run": round(time.perf_counter() - started, 1),
+        "held_out": trainer.last_quality, "checkpoint": trainer.last_checkpoint,
+        "replicas": replicas, "data": {"kind": kind, **manifest.report.to_dict(),
+                                       "train": len(manifest.train), "test": len(manifest.test)},
+    }
+    if chief:
+        (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def _print_summary(summary: dict, out_dir: Path) -> None:
+    q = summary["held_out"]
+    print(f"\ndone: step {summary['steps']}, epoch {summary['epochs']}; this run trained "
+          f"{summary['images_trained_this_run']} images in {summary['training_seconds_this_run']} s "
+          f"({summary['images_per_second']} img/s), {summary['wall_seconds_this_run']} s in all")
+    print(f"held-out PSNR {q['psnr']:.2f} dB, SSIM {q['ssim']:.4f} "
+          f"(bicubic {q['psnr_bicubic']:.2f} dB, {q['ssim_bicubic']:.4f})")
+    print(f"checkpoint {summary['checkpoint']}; samples in {out_dir / 'samples'}; "
+          f"metrics in {out_dir / 'metrics.jsonl'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from training.loop import Interrupted
+    config = config_from_args(argv)
+    try:
+        summary = train(config)
+    except Interrupted as stop:
+        print(f"\nstopped by signal {stop.signal_number}; checkpoint {stop.checkpoint} saved. "
+              f"Run the same command again to resume.", file=sys.stderr)
+        return 128 + stop.signal_number
+    _print_summary(summary, config.out_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""The compiled training steps: generator-only pre-training and the article's GAN step.
+
+Gradients are computed in a `tf.function` that XLA may compile; the optimizers apply them outside it, where
+a distribution strategy can all-reduce them. Losses are per example, averaged over the global batch, so the
+same code is right on one device and on many.
+"""
+
+import dataclasses
+
+import keras
+import tensorflow as tf
+
+from training import losses
+
+
+@dataclasses.dataclass
+class Networks:
+    generator: keras.Model
+    discriminator: keras.Model
+    g_optimizer: keras.optimizers.Optimizer
+    d_optimizer: keras.optimizers.Optimizer
+    content_loss: object  # (hr, sr) -> per-example loss
+
+
+def _scale(optimizer, loss):
+    # Under mixed precision the optimizer is a LossScaleOptimizer, whose `apply` unscales and skips
+    # non-finite steps; other optimizers return the loss as it is. Must run inside the tape.
+    return optimizer.scale_loss(loss)
+
+
+class TrainSteps:
+    """`pretrain(batch)` and `gan(batch)`: one optimizer step each, returning a dict of scalar logs."""
+
+    def __init__(self, nets: Networks, strategy: tf.distribute.Strategy, global_batch_size: int,
+                 xla: bool):
+        self.nets = nets
+        self.strategy = strategy
+        self.global_batch_size = global_batch_size
+        self._pretrain_grads = tf.function(self._pretrain_gradients, jit_compile=xla)
+        self._gan_grads = tf.function(self._gan_gradients, jit_compile=xla)
+        self.pretrain = tf.function(lambda batch: self._run(self._pretrain_replica, batch))
+        self.gan = tf.function(lambda batch: self._run(self._gan_replica, batch))
+
+    def _average(self, per_example):
+        return tf.nn.compute_average_loss(per_example, global_batch_size=self.global_batch_size)
+
+    def _pretrain_gradients(self, lr, hr):
+        g = self.nets.generator
+        with tf.GradientTape() as tape:
+            sr = g(lr, training=True)
+            loss = self._average(losses.pixel_mse(hr, sr))
+            scaled = _scale(self.nets.g_optimizer, loss)
+        grads = tape.gradient(scaled, g.trainable_variables)
+        return grads, {"pretrain_mse": loss}
+
+    def _gan_gradients(self, lr, hr):
+        g, d = self.nets.generator, self.nets.discriminator
+        with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
+            sr = g(lr, training=True)
+            # Real and fake through the discriminator in one batch: the same result, one pass.
+            real_logits, fake_logits = tf.split(d(tf.concat([hr, sr], axis=0), training=True), 2, axis=0)
+            content = self._average(self.nets.content_loss(hr, sr))
+            adversarial = self._average(losses.generator_adversarial(fake_logits))
+            g_loss = content + losses.ADVERSARIAL_WEIGHT * adversarial
+            d_loss = self._average(losses.discriminator_loss(real_logits, fake_logits))
+            g_scaled, d_scaled = _scale(self.nets.g_optimizer, g_loss), _scale(self.nets.d_optimizer, d_loss)
+        g_grads = g_tape.gradient(g_scaled, g.trainable_variables)
+        d_grads = d_tape.gradient(d_scaled, d.trainable_variables)
+        logs = {"g_loss": g_loss, "d_loss": d_loss, "content_loss": content,
+                "adversarial_loss": adversarial,
+                "d_real": self._average(tf.reduce_mean(tf.sigmoid(real_logits), axis=[1, 2, 3])),
+                "d_fake": self._average(tf.reduce_mean(tf.sigmoid(fake_logits), axis=[1, 2, 3]))}
+        return g_grads, d_grads, logs
+
+    def _pretrain_replica(self, lr, hr):
+        grads, logs = self._pretrain_grads(lr, hr)
+        g = self.nets.generator
+        self.nets.g_optimizer.apply_gradients(zip(grads, g.trainable_variables))
+        return logs
+
+    def _gan_replica(self, lr, hr):
+        g_grads, d_grads, logs = self._gan_grads(lr, hr)
+        g, d = self.nets.generator, self.nets.discriminator
+        self.nets.g_optimizer.apply_gradients(zip(g_grads, g.trainable_variables))
+        self.nets.d_optimizer.apply_gradients(zip(d_grads, d.trainable_variables))
+        return logs
+
+    def _run(self, replica_fn, batch):
+        per_replica = self.strategy.run(replica_fn, args=batch)
+        # Each replica's loss is already divided by the global batch size, so the sum is the global mean.
+        return {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
+                for k, v in per_replica.items()}
