@@ -91,3 +91,12 @@ def test_model_spec_json_round_trip(tmp_path):
     assert ModelSpec.load(tmp_path) == spec
     with pytest.raises(ValueError):
         ModelSpec(scale=3)
+
+
+def test_forward_flops_of_the_article_generator():
+    from training.model.flops import forward_flops
+    # Multiply-adds at 32×32 → 128×128: conv_in 1024·9·9·3·64, 32 residual convs 1024·9·64·64, conv_mid
+    # 1024·9·64·64, up0 1024·9·64·256, up1 4096·9·64·256, conv_out 16384·9·9·64·3.
+    macs = 1024 * 81 * 192 + 33 * 1024 * 36864 + 1024 * 147456 + 4096 * 147456 + 16384 * 81 * 192
+    assert forward_flops(build_generator(), 32, 32) == 2 * macs  # ≈ 4.5 GFLOP
+    assert forward_flops(build_generator(), 64, 64) == 4 * 2 * macs

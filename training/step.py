@@ -57,8 +57,10 @@ class TrainSteps:
         g, d = self.nets.generator, self.nets.discriminator
         with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
             sr = g(lr, training=True)
-            # Real and fake through the discriminator in one batch: the same result, one pass.
-            real_logits, fake_logits = tf.split(d(tf.concat([hr, sr], axis=0), training=True), 2, axis=0)
+            # Real and fake in separate calls, not one concatenated batch: the generator's gradient then
+            # flows back through the discriminator for the fake half only.
+            real_logits = d(hr, training=True)
+            fake_logits = d(sr, training=True)
             content = self._average(self.nets.content_loss(hr, sr))
             adversarial = self._average(losses.generator_adversarial(fake_logits))
             g_loss = content + losses.ADVERSARIAL_WEIGHT * adversarial

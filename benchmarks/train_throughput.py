@@ -1,0 +1,175 @@
+"""Training throughput: the project's step against the article's own eager loop, in one run.
+
+    python benchmarks/train_throughput.py                       # the article's settings: batch 30, VGG loss
+    python benchmarks/train_throughput.py --content-loss mse --batch-size 8 --steps 5
+
+Both loops train the same networks (the article's sizes) with the same loss on the same batch, held in memory
+so that only the step is timed; a third row times the project's whole loop, its tf.data pipeline on the demo
+photographs included. VGG19 runs with random weights (ImageNet weights cannot be assumed here; the cost is the
+same). Prints images/s for each, their ratio, and the arithmetic rate each reaches beside this machine's
+float32 matrix-multiply rate (numpy, measured in the same run); writes JSON to --out.
+
+FLOPs of one training image, counted from the layers: generator 3 × forward (forward, input and weight
+gradients); discriminator 7 × forward (real and fake forward, both backward for its weights, the fake one
+backward again for the generator); VGG19 3 × forward (HR and SR forward, SR backward for the generator).
+"""
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import article_reference as article  # noqa: E402
+from training import losses  # noqa: E402
+from training.data import pipeline, sources  # noqa: E402
+from training.model import build_discriminator, build_generator  # noqa: E402
+from training.model.flops import forward_flops  # noqa: E402
+from training.step import Networks, TrainSteps  # noqa: E402
+from training.vgg import FEATURE_LAYER  # noqa: E402
+
+
+@dataclasses.dataclass(frozen=True)
+class ThroughputConfig:
+    batch_size: int = 30
+    content_loss: str = "vgg"
+    steps: int = 2
+    warmup: int = 1
+    xla: bool = True
+    cache_dir: Path = Path("cache")
+    out: Path = Path("results")
+
+
+def parse_args(argv=None) -> ThroughputConfig:
+    d = ThroughputConfig()
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--content-loss", choices=["vgg", "mse"], default=d.content_loss)
+    p.add_argument("--steps", type=int, default=d.steps, help="timed steps per loop")
+    p.add_argument("--warmup", type=int, default=d.warmup, help="untimed steps first (tracing, compilation)")
+    p.add_argument("--xla", action=argparse.BooleanOptionalAction, default=d.xla)
+    p.add_argument("--cache-dir", type=Path, default=d.cache_dir)
+    p.add_argument("--out", type=Path, default=d.out)
+    return ThroughputConfig(**vars(p.parse_args(argv)))
+
+
+def _time(step, count: int) -> list[float]:
+    times = []
+    for _ in range(count):
+        started = time.perf_counter()
+        float(step())  # wait for the result: TensorFlow may run ahead asynchronously
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def _measure(name: str, step, config: ThroughputConfig) -> dict:
+    print(f"{name}: {config.warmup} warm-up + {config.steps} timed steps of {config.batch_size} images …",
+          flush=True)
+    warmup = _time(step, config.warmup)
+    times = _time(step, config.steps)
+    median = statistics.median(times)
+    return {"name": name, "warmup_seconds": warmup, "step_seconds": times, "median_step_seconds": median,
+            "images_per_second": config.batch_size / median}
+
+
+def _random_batch(batch_size: int):
+    tf.random.set_seed(0)
+    return (tf.random.uniform((batch_size, 32, 32, 3), -1, 1), tf.random.uniform((batch_size, 128, 128, 3), -1, 1))
+
+
+def article_loop(config: ThroughputConfig, lr, hr):
+    generator, discriminator = article.Generator(), article.Discriminator()
+    g_optimizer, d_optimizer = article.create_optimizers()
+    loss_model = article.vgg19(weights=None) if config.content_loss == "vgg" else None
+    return lambda: article.train_step(lr, hr, loss_model, generator, discriminator, g_optimizer,
+                                      d_optimizer)[0]
+
+
+def project_steps(config: ThroughputConfig) -> TrainSteps:
+    if config.content_loss == "vgg":
+        vgg = keras.applications.VGG19(include_top=False, weights=None, input_shape=(None, None, 3))
+        content = losses.VggContentLoss(keras.Model(vgg.input, vgg.get_layer(FEATURE_LAYER).output))
+    else:
+        content = losses.pixel_mse
+    adam = lambda: keras.optimizers.Adam(1e-4, beta_1=0.9, beta_2=0.999, epsilon=1e-8)  # noqa: E731
+    nets = Networks(build_generator(), build_discriminator(), adam(), adam(), content)
+    return TrainSteps(nets, tf.distribute.get_strategy(), config.batch_size, config.xla)
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """This machine's float32 matrix-multiply rate through numpy, best of a few runs."""
+    import numpy as np
+    a = np.random.default_rng(0).random((n, n), dtype=np.float32)
+    a @ a
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        a @ a
+        best = min(best, time.perf_counter() - started)
+    return 2 * n ** 3 / best / 1e9
+
+
+def step_flops_per_image(content_loss: str) -> dict:
+    g = forward_flops(build_generator(), 32, 32)
+    d = forward_flops(build_discriminator(), 128, 128)
+    flops = {"generator_forward": g, "discriminator_forward": d, "vgg_forward": 0}
+    if content_loss == "vgg":
+        vgg = keras.applications.VGG19(include_top=False, weights=None, input_shape=(None, None, 3))
+        flops["vgg_forward"] = forward_flops(keras.Model(vgg.input, vgg.get_layer(FEATURE_LAYER).output),
+                                             128, 128)
+    flops["training_step"] = 3 * g + 7 * d + 3 * flops["vgg_forward"]
+    return flops
+
+
+def main(argv=None) -> int:
+    config = parse_args(argv)
+    peak = matmul_gflops()
+    flops = step_flops_per_image(config.content_loss)
+    print(f"matrix multiply (numpy float32): {peak:.1f} GFLOP/s; one training image: "
+          f"{flops['training_step'] / 1e9:.1f} GFLOP", flush=True)
+    lr, hr = _random_batch(config.batch_size)
+    results = [_measure("article (eager, as written)", article_loop(config, lr, hr), config)]
+    steps = project_steps(config)
+    results.append(_measure(f"project step ({'XLA' if config.xla else 'tf.function'})",
+                            lambda: steps.gan((lr, hr))["g_loss"], config))
+    manifest = sources.prepare("demo", None, config.cache_dir, 128)
+    batches = iter(pipeline.training_dataset(manifest.train, pipeline.PipelineConfig(), config.batch_size,
+                                             manifest.fixed_size))
+    results.append(_measure("project loop (step + tf.data on demo photos)",
+                            lambda: steps.gan(next(batches))["g_loss"], config))
+
+    base = results[0]["images_per_second"]
+    print(f"\n{'loop':48s} {'s/step':>8s} {'img/s':>8s} {'× article':>10s} {'GFLOP/s':>8s} {'of matmul':>10s}")
+    for r in results:
+        r["speedup_vs_article"] = r["images_per_second"] / base
+        r["gflops_per_second"] = r["images_per_second"] * flops["training_step"] / 1e9
+        r["fraction_of_matmul_rate"] = r["gflops_per_second"] / peak
+        print(f"{r['name']:48s} {r['median_step_seconds']:8.2f} {r['images_per_second']:8.2f} "
+              f"{r['speedup_vs_article']:9.2f}× {r['gflops_per_second']:8.1f} "
+              f"{100 * r['fraction_of_matmul_rate']:9.0f}%")
+    report = {"config": {k: str(v) for k, v in dataclasses.asdict(config).items()},
+              "matmul_gflops_per_second": peak, "flops_per_image": flops,
+              "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                          "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
+                          "tensorflow": tf.__version__, "keras": keras.__version__,
+                          "python": sys.version.split()[0]},
+              "results": results}
+    config.out.mkdir(parents=True, exist_ok=True)
+    path = config.out / "train_throughput.json"
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwritten {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
