@@ -14,7 +14,8 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 demo: setup
-	$(PY) -m training.run --preset demo
+	$(PY) -m training.run --preset demo --out-dir runs/demo
+	$(PY) -m export.to_onnx --run-dir runs/demo --model-dir models
 
 test: setup
 	$(PY) -m pytest -q

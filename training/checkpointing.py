@@ -48,7 +48,7 @@ class RunCheckpoints:
             try:
                 self.checkpoint.restore(path).assert_existing_objects_matched()
                 return path
-            except (tf.errors.OpError, ValueError, AssertionError) as error:
+            except (tf.errors.OpError, ValueError, AssertionError, IndexError) as error:  # Index: truncated
                 print(f"warning: checkpoint {path} is unreadable ({type(error).__name__}); trying an older one",
                       file=sys.stderr)
         if candidates:

@@ -11,7 +11,7 @@ def forward_flops(model: keras.Model, height: int, width: int) -> int:
     convolutions and costs memory traffic rather than arithmetic.
     """
     layers = [layer for layer in model.layers if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))]
-    probe = keras.Model(model.inputs, [layer.output for layer in layers])
+    probe = keras.Model(model.input, [layer.output for layer in layers])
     outputs = probe(np.zeros((1, height, width, model.inputs[0].shape[-1]), np.float32))
     if not isinstance(outputs, (list, tuple)):
         outputs = [outputs]

@@ -1,0 +1,66 @@
+"""The exported entry points, one contract for every backend.
+
+- uint8 (`serving_default`, model.onnx): RGB NHWC uint8 of any N, H, W → uint8 of N, scale·H, scale·W; the
+  scaling to [-1, 1] and back (round half to even, clip) happens inside the graph.
+- float (`predict_float`, model_float.onnx): float32 [-1, 1] → float32 [-1, 1], the training model's own
+  interface, kept for parity checks.
+- encoded (`predict_encoded`, SavedModel only): PNG/JPEG/BMP/GIF bytes, one image per element → PNG bytes.
+"""
+
+import keras
+import tensorflow as tf
+
+UINT8_INPUT = "images"
+UINT8_OUTPUT = "sr_images"
+FLOAT_INPUT = "lr"
+FLOAT_OUTPUT = "sr"
+ENCODED_INPUT = "image_bytes"
+ENCODED_OUTPUT = "sr_png"
+
+UINT8_SPEC = tf.TensorSpec([None, None, None, 3], tf.uint8, name=UINT8_INPUT)
+FLOAT_SPEC = tf.TensorSpec([None, None, None, 3], tf.float32, name=FLOAT_INPUT)
+ENCODED_SPEC = tf.TensorSpec([None], tf.string, name=ENCODED_INPUT)
+
+
+def upscale_uint8(generator: keras.Model, images):
+    x = tf.cast(images, tf.float32) / 127.5 - 1.0
+    y = generator(x, training=False)
+    return tf.cast(tf.clip_by_value(tf.round((y + 1.0) * 127.5), 0.0, 255.0), tf.uint8)
+
+
+def uint8_function(generator: keras.Model) -> tf.types.experimental.GenericFunction:
+    def serve(images):
+        return {UINT8_OUTPUT: upscale_uint8(generator, images)}
+    return tf.function(serve, input_signature=[UINT8_SPEC])
+
+
+def float_function(generator: keras.Model) -> tf.types.experimental.GenericFunction:
+    def predict_float(lr):
+        return {FLOAT_OUTPUT: generator(lr, training=False)}
+    return tf.function(predict_float, input_signature=[FLOAT_SPEC])
+
+
+def encoded_function(generator: keras.Model) -> tf.types.experimental.GenericFunction:
+    def upscale_one(image_bytes):
+        image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
+        return tf.io.encode_png(upscale_uint8(generator, image[None])[0])
+
+    def predict_encoded(image_bytes):
+        # Images in one request may differ in size, so each goes through the generator on its own.
+        return {ENCODED_OUTPUT: tf.map_fn(upscale_one, image_bytes, fn_output_signature=tf.string)}
+    return tf.function(predict_encoded, input_signature=[ENCODED_SPEC])
+
+
+class ServingModule(tf.Module):
+    """What the SavedModel holds: the generator's variables and the three signatures."""
+
+    def __init__(self, generator: keras.Model):
+        super().__init__(name="srgan")
+        self.generator = generator
+        self.serve_uint8 = uint8_function(generator)
+        self.serve_float = float_function(generator)
+        self.serve_encoded = encoded_function(generator)
+
+    def signatures(self) -> dict:
+        return {"serving_default": self.serve_uint8, "predict_float": self.serve_float,
+                "predict_encoded": self.serve_encoded}

@@ -1,0 +1,54 @@
+"""ONNX files through tf2onnx: dynamic N, H, W, checked by the ONNX checker, with metadata."""
+
+from pathlib import Path
+
+import keras
+import onnx
+import tensorflow as tf
+import tf2onnx
+
+from export import graphs
+from training.errors import UserError
+
+# Opsets before 13 lack what ONNX Runtime's newer optimisations assume; tf2onnx knows opsets up to its table.
+MIN_OPSET = 13
+MAX_OPSET = max(tf2onnx.constants.OPSET_TO_IR_VERSION)
+
+
+def choose_opset(requested: int | None) -> int:
+    """The newest opset both tf2onnx and the onnx package know, or the requested one if they can make it."""
+    newest = min(MAX_OPSET, onnx.defs.onnx_opset_version())
+    if requested is None:
+        return newest
+    if not MIN_OPSET <= requested <= newest:
+        raise UserError(f"opset {requested} cannot be produced by the installed tf2onnx {tf2onnx.__version__} "
+                        f"and onnx {onnx.__version__}; choose one from {MIN_OPSET} to {newest}.")
+    return requested
+
+
+def convert(function, spec: tf.TensorSpec, path: Path, opset: int, metadata: dict) -> None:
+    """Convert a tf.function with one NHWC input of dynamic N, H, W; check the result; write it."""
+    model, _ = tf2onnx.convert.from_function(function, input_signature=[spec], opset=opset)
+    model.doc_string = "SRGAN ×{} generator".format(metadata.get("scale", "?"))
+    onnx.helper.set_model_props(model, {k: str(v) for k, v in metadata.items()})
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(path))
+
+
+def write_onnx_models(generator: keras.Model, directory: Path, opset: int, metadata: dict) -> dict:
+    """model.onnx (the uint8 contract) and model_float.onnx (float32 [-1, 1]); returns their paths."""
+    paths = {"uint8": directory / "model.onnx", "float": directory / "model_float.onnx"}
+    convert(graphs.uint8_function(generator), graphs.UINT8_SPEC, paths["uint8"], opset,
+            {**metadata, "input": "uint8 RGB NHWC 0-255", "output": "uint8 RGB NHWC 0-255"})
+    convert(graphs.float_function(generator), graphs.FLOAT_SPEC, paths["float"], opset,
+            {**metadata, "input": "float32 RGB NHWC [-1, 1]", "output": "float32 RGB NHWC [-1, 1]"})
+    return paths
+
+
+def write_float16_model(uint8_model: Path, path: Path) -> Path:
+    """A float16 copy of the uint8 model for GPUs: weights and arithmetic in fp16, uint8 in and out."""
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+    model = convert_float_to_float16(onnx.load(str(uint8_model)), keep_io_types=True)
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(path))
+    return path

@@ -1,0 +1,73 @@
+"""Writing one version of a model repository atomically.
+
+The version is built in a hidden folder beside the versions (same filesystem) and renamed into place, so a
+server polling the model directory sees no version or a complete one, never a half-written one. A staging
+folder left by a killed export is removed by the next export.
+"""
+
+import contextlib
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+from serving.model_repository import versions
+from training.errors import UserError
+
+_STAGING_PREFIX = ".staging-"
+
+
+def next_version(model_path: Path) -> int:
+    found = versions(model_path)
+    return found[-1] + 1 if found else 1
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_abandoned_staging(model_path: Path) -> list[Path]:
+    """Delete staging folders whose export process is gone (killed mid-export)."""
+    removed = []
+    for path in Path(model_path).glob(f"{_STAGING_PREFIX}*"):
+        pid = path.name[len(_STAGING_PREFIX):].split("-")[0]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+@contextlib.contextmanager
+def staged_version(model_path: Path, version: int, overwrite: bool):
+    """Yield a staging folder; on normal exit it becomes `<model_path>/<version>`, on error it is removed."""
+    model_path = Path(model_path)
+    target = model_path / str(version)
+    if target.exists() and not overwrite:
+        raise UserError(f"version {version} already exists in {model_path}; leave out --version to write the "
+                        f"next one, or pass --overwrite to replace it.")
+    try:
+        model_path.mkdir(parents=True, exist_ok=True)
+        remove_abandoned_staging(model_path)
+        staging = model_path / f"{_STAGING_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        staging.mkdir()
+    except OSError as error:  # not writable, or a file where a folder should be
+        raise UserError(f"cannot write to {model_path} ({error.strerror or error}): choose a writable "
+                        "--model-dir.") from None
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if target.exists():  # --overwrite: move the old version aside first, then swap the new one in
+        retired = model_path / f"{_STAGING_PREFIX}{os.getpid()}-retired-{version}"
+        target.rename(retired)
+        staging.rename(target)
+        shutil.rmtree(retired, ignore_errors=True)
+    else:
+        staging.rename(target)

@@ -1,0 +1,126 @@
+"""`python -m export.to_onnx`: one new version of the model repository (SavedModel for TF Serving, ONNX),
+with parity measured between the Keras generator, the SavedModel and ONNX Runtime.
+
+Exit status: 0 parity holds; 1 parity failed (the version is still written, marked failed in parity.json);
+2 bad input (no or unreadable checkpoint, unwritable repository, impossible opset).
+"""
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from training.errors import exit_on_user_error  # noqa: E402
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportConfig:
+    run_dir: Path | None = Path("runs/demo")
+    checkpoint: Path | None = None
+    model_dir: Path = Path("models")
+    model_name: str = "srgan"
+    version: int | None = None  # default: the next integer
+    overwrite: bool = False
+    opset: int | None = None  # default: the newest tf2onnx and onnx both know
+    fp16: bool = False
+    max_abs: float = 1e-4
+    min_identical: float = 0.999
+    max_uint8_diff: int = 1
+    fp16_min_identical: float = 0.90
+    fp16_max_uint8_diff: int = 8
+
+
+def parse_args(argv=None) -> ExportConfig:
+    d = ExportConfig()
+    p = argparse.ArgumentParser(prog="python -m export.to_onnx", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--run-dir", type=Path, default=d.run_dir, help="training run: its latest checkpoint")
+    p.add_argument("--checkpoint", type=Path, help="a checkpoint prefix (…/ckpt-N) or folder, instead")
+    p.add_argument("--model-dir", type=Path, default=d.model_dir, help="model repository base path")
+    p.add_argument("--model-name", default=d.model_name)
+    p.add_argument("--version", type=int, help="version number (default: the next one)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --version")
+    p.add_argument("--opset", type=int, help="ONNX opset (default: the newest the installed tools make)")
+    p.add_argument("--fp16", action="store_true", help="also write model_fp16.onnx for GPUs")
+    p.add_argument("--max-abs", type=float, default=d.max_abs, help="float32 max abs error allowed")
+    p.add_argument("--min-identical", type=float, default=d.min_identical,
+                   help="share of identical uint8 values required")
+    p.add_argument("--max-uint8-diff", type=int, default=d.max_uint8_diff, help="largest uint8 difference allowed")
+    p.add_argument("--fp16-min-identical", type=float, default=d.fp16_min_identical)
+    p.add_argument("--fp16-max-uint8-diff", type=int, default=d.fp16_max_uint8_diff)
+    args = vars(p.parse_args(argv))
+    return ExportConfig(**args)
+
+
+def _versions() -> dict:
+    import onnx
+    import onnxruntime
+    import tensorflow as tf
+    import tf2onnx
+    return {"tensorflow": tf.__version__, "tf2onnx": tf2onnx.__version__, "onnx": onnx.__version__,
+            "onnxruntime": onnxruntime.__version__}
+
+
+@exit_on_user_error
+def export(config: ExportConfig) -> tuple[Path, dict]:
+    """Write the version; returns its directory and the parity report."""
+    from export import onnx_model, parity, saved_model
+    from export.checkpoint import find_checkpoint, load_generator
+    from export.repository import next_version, staged_version
+
+    if config.version is not None and config.version < 1:
+        from training.errors import UserError
+        raise UserError(f"--version must be a positive integer, got {config.version}.")
+    opset = onnx_model.choose_opset(config.opset)
+    trained = load_generator(find_checkpoint(config.run_dir, config.checkpoint))
+    model_path = config.model_dir / config.model_name
+    version = config.version or next_version(model_path)
+    metadata = {"scale": trained.spec.scale, "source_checkpoint": str(Path(trained.checkpoint).resolve()),
+                "step": trained.step, "model_spec": trained.spec.to_json(), "opset": opset}
+    print(f"exporting {trained.checkpoint} (step {trained.step}) as {model_path}/{version}", flush=True)
+    with staged_version(model_path, version, config.overwrite) as staging:
+        saved_model.write_saved_model(trained.model, staging, config.model_name)
+        onnx_paths = onnx_model.write_onnx_models(trained.model, staging, opset, metadata)
+        if config.fp16:
+            onnx_paths["fp16"] = onnx_model.write_float16_model(onnx_paths["uint8"], staging / "model_fp16.onnx")
+        print("measuring parity …", flush=True)
+        held_out = Path(trained.checkpoint).parent.parent / "test_images" / "lr"
+        cases = parity.parity_cases(held_out)
+        reference = parity.keras_backend(trained.model)
+        groups = {"float32": parity.compare(
+            reference, [parity.saved_model_backend(staging), *parity.onnx_backends(onnx_paths["uint8"],
+                                                                                  onnx_paths["float"])],
+            cases, parity.Tolerance(config.max_abs, config.min_identical, config.max_uint8_diff))}
+        if config.fp16:
+            groups["float16"] = parity.compare(
+                reference, parity.onnx_backends(onnx_paths["fp16"], None, label="onnx-fp16"), cases,
+                parity.Tolerance(float("inf"), config.fp16_min_identical, config.fp16_max_uint8_diff))
+        header = (f"# Parity of {config.model_name} version {version}\n\nSource: {trained.checkpoint} "
+                  f"(step {trained.step}); opset {opset}; cases: "
+                  + ", ".join(c.name for c in cases) + ".")
+        table = parity.write_report(groups, staging, header)
+        report = json.loads((staging / "parity.json").read_text())
+        (staging / "export.json").write_text(json.dumps({
+            **metadata, "model_spec": json.loads(trained.spec.to_json()), "version": version,
+            "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "files": sorted(p.name for p in staging.iterdir()), "versions": _versions(),
+            "parity_passed": report["passed"]}, indent=2) + "\n")
+    print(table)
+    return model_path / str(version), report
+
+
+def main(argv=None) -> int:
+    config = parse_args(argv)
+    version_dir, report = export(config)
+    verdict = "parity holds" if report["passed"] else "PARITY FAILED (version written, marked failed)"
+    print(f"{verdict}: {version_dir}")
+    return 0 if report["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,212 @@
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import tensorflow as tf
+from PIL import Image
+from tensorflow_serving.apis import prediction_log_pb2
+
+from export import parity
+from export.repository import staged_version
+from export.to_onnx import ExportConfig, export
+from serving.onnx_runtime import create_session
+from tests.conftest import REPO, run_module, tiny_run_args
+from training.config import config_from_args
+from training.run import train
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, cache_dir):
+    out = tmp_path_factory.mktemp("export") / "run"
+    train(config_from_args(tiny_run_args(out, cache_dir, "--epochs", "1", "--steps-per-epoch", "1")))
+    return out
+
+
+@pytest.fixture(scope="module")
+def exported(run_dir):
+    version_dir, report = export(ExportConfig(run_dir=run_dir, model_dir=run_dir.parent / "models"))
+    return version_dir, report
+
+
+def test_version_directory_holds_savedmodel_warmup_onnx_and_parity(exported):
+    version_dir, _ = exported
+    assert version_dir.name == "1"
+    for name in ("saved_model.pb", "variables", "assets.extra/tf_serving_warmup_requests", "model.onnx",
+                 "model_float.onnx", "parity.json", "parity.md", "export.json"):
+        assert (version_dir / name).exists(), name
+    assert not [p for p in version_dir.parent.iterdir() if p.name.startswith(".staging")]
+
+
+def test_saved_model_cli_reads_the_signatures(exported):
+    cli = Path(sys.executable).parent / "saved_model_cli"
+    result = subprocess.run([str(cli), "show", "--all", "--dir", str(exported[0])], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    for text in ("signature_def['serving_default']", "signature_def['predict_float']",
+                 "signature_def['predict_encoded']", "images", "DT_UINT8", "sr_images", "(-1, -1, -1, 3)"):
+        assert text in result.stdout, text
+
+
+def test_onnx_files_pass_the_checker_with_dynamic_shapes_and_metadata(exported):
+    version_dir, _ = exported
+    for name, dtype in (("model.onnx", onnx.TensorProto.UINT8), ("model_float.onnx", onnx.TensorProto.FLOAT)):
+        model = onnx.load(version_dir / name)
+        onnx.checker.check_model(model, full_check=True)
+        (tensor,) = model.graph.input
+        assert tensor.type.tensor_type.elem_type == dtype
+        dims = tensor.type.tensor_type.shape.dim
+        assert [d.dim_value for d in dims] == [0, 0, 0, 3] and all(d.dim_param for d in dims[:3])
+        props = {p.key: p.value for p in model.metadata_props}
+        assert props["scale"] == "4" and props["step"] == "3" and props["source_checkpoint"].endswith("ckpt-3")
+
+
+def test_dynamic_shapes_work_in_savedmodel_and_onnx(exported):
+    version_dir, _ = exported
+    images = np.random.default_rng(0).integers(0, 256, (3, 11, 13, 3), dtype=np.uint8)
+    serve = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
+    tf_out = serve(images=tf.constant(images))["sr_images"].numpy()
+    onnx_out = create_session(version_dir / "model.onnx").run(None, {"images": images})[0]
+    assert tf_out.shape == onnx_out.shape == (3, 44, 52, 3)
+    assert tf_out.dtype == onnx_out.dtype == np.uint8
+
+
+def test_parity_holds_within_the_default_tolerances(exported):
+    version_dir, report = exported
+    assert report["passed"]
+    saved = json.loads((version_dir / "parity.json").read_text())
+    pairs = {p["pair"]: p for p in saved["float32"]["pairs"]}
+    assert set(pairs) >= {"keras vs savedmodel", "keras vs onnx-cpu"}
+    for p in pairs.values():
+        assert p["max_abs"] <= 1e-4 and p["identical"] >= 0.999 and p["max_uint8_diff"] <= 1
+    names = [c["name"] for c in saved["float32"]["cases"]]
+    assert {"held-out 1×8×8", "held-out 4×8×8", "photos 4×40×56", "random 1×32×32"} <= set(names)
+    assert "| keras vs onnx-cpu |" in (version_dir / "parity.md").read_text()
+
+
+def test_encoded_signature_returns_png_of_four_times_the_size(exported):
+    version_dir, _ = exported
+    loaded = tf.saved_model.load(str(version_dir))
+    rng = np.random.default_rng(1)
+    images = [rng.integers(0, 256, (9, 7, 3), dtype=np.uint8), rng.integers(0, 256, (5, 12, 3), dtype=np.uint8)]
+    blobs = []
+    for image in images:
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, format="PNG")
+        blobs.append(buffer.getvalue())
+    pngs = loaded.signatures["predict_encoded"](image_bytes=tf.constant(blobs))["sr_png"].numpy()
+    for image, png in zip(images, pngs):
+        decoded = np.asarray(Image.open(io.BytesIO(png)))
+        expected = loaded.signatures["serving_default"](images=tf.constant(image[None]))["sr_images"][0]
+        np.testing.assert_array_equal(decoded, expected.numpy())
+
+
+def test_warmup_records_are_prediction_logs(exported):
+    records = list(tf.data.TFRecordDataset(str(exported[0] / "assets.extra" / "tf_serving_warmup_requests")))
+    assert len(records) == 2
+    log = prediction_log_pb2.PredictionLog.FromString(records[1].numpy())
+    request = log.predict_log.request
+    assert request.model_spec.signature_name == "serving_default"
+    assert tf.make_ndarray(request.inputs["images"]).shape == (4, 32, 32, 3)
+
+
+def _perturb(src: Path, dst: Path) -> Path:
+    model = onnx.load(src)
+    biggest = max(model.graph.initializer, key=lambda t: int(np.prod(t.dims)))
+    weights = onnx.numpy_helper.to_array(biggest).copy()
+    weights.flat[0] += 0.5  # one weight of the largest kernel
+    biggest.CopyFrom(onnx.numpy_helper.from_array(weights, biggest.name))
+    onnx.save(model, dst)
+    return dst
+
+
+def test_a_perturbed_onnx_model_fails_the_parity_check(exported, run_dir, tmp_path):
+    from export.checkpoint import find_checkpoint, load_generator
+    version_dir, _ = exported
+    reference = parity.keras_backend(load_generator(find_checkpoint(run_dir, None)).model)
+    broken = parity.onnx_backends(_perturb(version_dir / "model.onnx", tmp_path / "u8.onnx"),
+                                  _perturb(version_dir / "model_float.onnx", tmp_path / "f.onnx"))
+    report = parity.compare(reference, broken, parity.parity_cases(run_dir / "test_images" / "lr"),
+                            parity.Tolerance())
+    assert not report["passed"]
+    intact = parity.compare(reference, parity.onnx_backends(version_dir / "model.onnx",
+                                                            version_dir / "model_float.onnx"),
+                            parity.parity_cases(run_dir / "test_images" / "lr"), parity.Tolerance())
+    assert intact["passed"]
+
+
+def test_failed_parity_exits_1_and_marks_the_version(run_dir, tmp_path):
+    result = run_module("export.to_onnx", "--run-dir", str(run_dir), "--model-dir", str(tmp_path),
+                        "--max-abs", "0")
+    assert result.returncode == 1, result.stderr
+    assert "PARITY FAILED" in result.stdout and "**FAIL**" in result.stdout
+    assert json.loads((tmp_path / "srgan" / "1" / "parity.json").read_text())["passed"] is False
+
+
+def test_versions_increase_and_are_never_overwritten(run_dir, tmp_path):
+    config = ExportConfig(run_dir=run_dir, model_dir=tmp_path)
+    assert export(config)[0].name == "1"
+    assert export(config)[0].name == "2"
+    pb = tmp_path / "srgan" / "1" / "saved_model.pb"
+    stamp = pb.stat().st_mtime_ns
+    with pytest.raises(SystemExit) as refused:
+        export(ExportConfig(run_dir=run_dir, model_dir=tmp_path, version=1))
+    assert refused.value.code == 2 and pb.stat().st_mtime_ns == stamp
+    export(ExportConfig(run_dir=run_dir, model_dir=tmp_path, version=1, overwrite=True))
+    assert pb.stat().st_mtime_ns != stamp
+    assert sorted(p.name for p in (tmp_path / "srgan").iterdir()) == ["1", "2"]
+
+
+def test_a_failure_inside_the_export_removes_its_staging_folder(tmp_path):
+    with pytest.raises(RuntimeError):
+        with staged_version(tmp_path / "srgan", 1, overwrite=False) as staging:
+            (staging / "saved_model.pb").write_bytes(b"half")
+            raise RuntimeError("killed")
+    assert list((tmp_path / "srgan").iterdir()) == []
+
+
+def test_a_killed_export_leaves_no_partial_version(run_dir, tmp_path):
+    model_path = tmp_path / "srgan"
+    proc = subprocess.Popen([sys.executable, "-m", "export.to_onnx", "--run-dir", str(run_dir),
+                             "--model-dir", str(tmp_path)], cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list(model_path.glob(".staging-*/saved_model.pb")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert list(model_path.glob(".staging-*")), "the export should have been killed mid-way"
+    assert [p for p in model_path.iterdir() if p.name.isdigit()] == []
+    version_dir, report = export(ExportConfig(run_dir=run_dir, model_dir=tmp_path))
+    assert version_dir.name == "1" and report["passed"]
+    assert not list(model_path.glob(".staging-*"))  # the abandoned one was cleaned up
+
+
+@pytest.mark.parametrize("problem", ["no-checkpoint", "unreadable", "opset", "unwritable"])
+def test_bad_input_is_one_sentence_and_exit_2(problem, run_dir, tmp_path):
+    args = ["--run-dir", str(run_dir), "--model-dir", str(tmp_path / "models")]
+    if problem == "no-checkpoint":
+        args = ["--run-dir", str(tmp_path / "empty-run"), "--model-dir", str(tmp_path / "models")]
+    elif problem == "unreadable":
+        broken = tmp_path / "run"
+        shutil.copytree(run_dir / "checkpoints", broken / "checkpoints")
+        for data in (broken / "checkpoints").glob("*.data-*"):
+            data.write_bytes(data.read_bytes()[:100])
+        args[1] = str(broken)
+    elif problem == "opset":
+        args += ["--opset", "99"]
+    else:
+        (tmp_path / "a-file").write_text("not a folder")
+        args[3] = str(tmp_path / "a-file")
+    result = run_module("export.to_onnx", *args)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert len([line for line in result.stderr.splitlines() if line.startswith("error:")]) == 1
