@@ -43,3 +43,20 @@ def write_image(path: Path, array: np.ndarray, **save_kwargs) -> Path:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, cache_dir) -> Path:
+    """A tiny training run (3 steps), shared by the export and serving tests."""
+    from training.config import config_from_args
+    from training.run import train
+    out = tmp_path_factory.mktemp("trained") / "run"
+    train(config_from_args(tiny_run_args(out, cache_dir, "--epochs", "1", "--steps-per-epoch", "1")))
+    return out
+
+
+@pytest.fixture(scope="session")
+def exported(trained_run):
+    """Version 1 of a model repository exported from `trained_run`, with its parity report."""
+    from export.to_onnx import ExportConfig, export
+    return export(ExportConfig(run_dir=trained_run, model_dir=trained_run.parent / "models"))

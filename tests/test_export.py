@@ -1,6 +1,5 @@
 import io
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -19,22 +18,12 @@ from export import parity
 from export.repository import staged_version
 from export.to_onnx import ExportConfig, export
 from serving.onnx_runtime import create_session
-from tests.conftest import REPO, run_module, tiny_run_args
-from training.config import config_from_args
-from training.run import train
+from tests.conftest import REPO, run_module
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, cache_dir):
-    out = tmp_path_factory.mktemp("export") / "run"
-    train(config_from_args(tiny_run_args(out, cache_dir, "--epochs", "1", "--steps-per-epoch", "1")))
-    return out
-
-
-@pytest.fixture(scope="module")
-def exported(run_dir):
-    version_dir, report = export(ExportConfig(run_dir=run_dir, model_dir=run_dir.parent / "models"))
-    return version_dir, report
+@pytest.fixture
+def run_dir(trained_run):
+    return trained_run
 
 
 def test_version_directory_holds_savedmodel_warmup_onnx_and_parity(exported):

@@ -1,0 +1,106 @@
+"""Server-side batching: concurrent requests for the same version, signature and image size run as one batch.
+
+On a machine with few cores, running concurrent requests side by side makes threads fight over the cores;
+one batch uses them fully. A worker takes the oldest request, waits up to `timeout_s` for compatible ones
+(same servable, signature, dtype and H×W) until `max_batch_size` images are gathered, runs them together and
+hands each caller its slice. TF Serving's `max_batch_size`, `batch_timeout_micros` and `num_batch_threads`.
+"""
+
+import collections
+import concurrent.futures
+import dataclasses
+import threading
+import time
+
+import numpy as np
+
+
+@dataclasses.dataclass
+class _Task:
+    servable: object
+    signature: str
+    key: str
+    array: np.ndarray
+    future: concurrent.futures.Future
+
+    @property
+    def group(self):
+        return (id(self.servable), self.signature, self.key, self.array.dtype.str, self.array.shape[1:])
+
+
+class Batcher:
+    def __init__(self, max_batch_size: int = 8, timeout_s: float = 0.005, threads: int = 1):
+        self.max_batch_size = max_batch_size
+        self.timeout_s = timeout_s
+        self._queue: collections.deque[_Task] = collections.deque()
+        self._ready = threading.Condition()
+        self._closed = False
+        self._workers = [threading.Thread(target=self._work, name=f"batcher-{i}", daemon=True)
+                         for i in range(threads)]
+        for worker in self._workers:
+            worker.start()
+
+    def run(self, servable, signature: str, inputs: dict) -> dict:
+        """Run through a batch when the request has one batchable input; directly otherwise."""
+        if len(inputs) != 1:
+            return servable.runner.run(signature, inputs)
+        (key, array), = inputs.items()
+        if array.ndim != 4 or array.shape[0] >= self.max_batch_size:
+            return servable.runner.run(signature, inputs)
+        task = _Task(servable, signature, key, array, concurrent.futures.Future())
+        with self._ready:
+            if self._closed:
+                return servable.runner.run(signature, inputs)
+            self._queue.append(task)
+            self._ready.notify()
+        return task.future.result()
+
+    def _take_batch(self) -> list[_Task]:
+        with self._ready:
+            while not self._queue and not self._closed:
+                self._ready.wait()
+            if not self._queue:
+                return []
+            first = self._queue.popleft()
+            batch, size = [first], first.array.shape[0]
+            deadline = time.monotonic() + self.timeout_s
+            while size < self.max_batch_size:
+                match = next((t for t in self._queue if t.group == first.group
+                              and size + t.array.shape[0] <= self.max_batch_size), None)
+                if match is not None:
+                    self._queue.remove(match)
+                    batch.append(match)
+                    size += match.array.shape[0]
+                    continue
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._closed:
+                    break
+                self._ready.wait(remaining)
+            return batch
+
+    def _work(self) -> None:
+        while True:
+            batch = self._take_batch()
+            if not batch:
+                return
+            first = batch[0]
+            try:
+                arrays = [t.array for t in batch]
+                merged = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+                outputs = first.servable.runner.run(first.signature, {first.key: merged})
+                offset = 0
+                for task in batch:
+                    n = task.array.shape[0]
+                    task.future.set_result({k: v[offset:offset + n] for k, v in outputs.items()})
+                    offset += n
+            except Exception as error:  # hand the failure to every caller of the batch
+                for task in batch:
+                    if not task.future.done():
+                        task.future.set_exception(error)
+
+    def close(self) -> None:
+        with self._ready:
+            self._closed = True
+            self._ready.notify_all()
+        for worker in self._workers:
+            worker.join(timeout=10)

@@ -1,0 +1,41 @@
+"""Errors with TF Serving's status codes, and the one-sentence exit for command-line mistakes."""
+
+import functools
+import sys
+
+import grpc
+
+
+class ServingError(Exception):
+    """A request that cannot be served; `code` is the gRPC status the client receives."""
+
+    def __init__(self, code: grpc.StatusCode, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def not_found(message: str) -> ServingError:
+    return ServingError(grpc.StatusCode.NOT_FOUND, message)
+
+
+def invalid_argument(message: str) -> ServingError:
+    return ServingError(grpc.StatusCode.INVALID_ARGUMENT, message)
+
+
+class UsageError(Exception):
+    """A command-line mistake the user can fix; the message says what to do."""
+
+
+def exit_on_usage_error(main):
+    """Print a `UsageError` as one line and exit with status 2, no traceback."""
+
+    @functools.wraps(main)
+    def wrapper(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except UsageError as error:
+            print(f"error: {error}", file=sys.stderr)
+            raise SystemExit(2) from None
+
+    return wrapper

@@ -1,0 +1,148 @@
+"""TF Serving's gRPC API on the generated servicers of tensorflow-serving-api.
+
+PredictionService: Predict and GetModelMetadata (Classify, Regress and MultiInference answer UNIMPLEMENTED,
+the generated default). ModelService: GetModelStatus and HandleReloadConfigRequest. Errors carry TF
+Serving's codes: NOT_FOUND for an unknown model, version, label or signature; INVALID_ARGUMENT for a tensor
+of the wrong dtype, rank, channels, size or values. RESOURCE_EXHAUSTED for an oversize message comes from
+gRPC itself (the server's receive limit).
+"""
+
+import dataclasses
+
+import grpc
+import numpy as np
+from google.protobuf import any_pb2
+from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_management_pb2,
+                                     model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc)
+from tensorflow_serving.apis import status_pb2
+
+from serving import tensors
+from serving.errors import ServingError, invalid_argument, not_found
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    # Input pixels (N·H·W) one request may carry: the output is scale² times larger. Bigger images go
+    # through serving.upscale, which tiles them.
+    max_pixels: int = 1 << 20
+
+
+def _check_inputs(request_inputs, specs: dict, limits: Limits) -> dict[str, np.ndarray]:
+    sent, expected = set(request_inputs), set(specs)
+    if sent != expected:
+        extra, missing = sorted(sent - expected), sorted(expected - sent)
+        raise invalid_argument(
+            f"input size does not match signature: {len(sent)}!={len(expected)} len({{{','.join(sorted(sent))}}})"
+            f" != len({{{','.join(sorted(expected))}}}). Sent extra: {{{','.join(extra)}}}. "
+            f"Missing but required: {{{','.join(missing)}}}.")
+    arrays = {}
+    for index, key in enumerate(sorted(specs)):
+        spec, proto = specs[key], request_inputs[key]
+        got = tensors.dtype_name(proto.dtype)
+        if got != spec.dtype:
+            raise invalid_argument(f"Expects arg[{index}] to be {spec.dtype} but {got} is provided")
+        shape = tensors.shape_of(proto)
+        if spec.rank >= 0 and len(shape) != spec.rank:
+            layout = " [batch, height, width, 3]" if spec.rank == 4 else ""
+            raise invalid_argument(f"input '{key}' must have rank {spec.rank}{layout}, got shape {shape}")
+        if spec.channels is not None and shape[-1] != spec.channels:
+            raise invalid_argument(f"input '{key}' must have {spec.channels} channels (RGB) in its last "
+                                   f"dimension, got shape {shape}")
+        if not shape or min(shape) <= 0:
+            raise invalid_argument(f"input '{key}' is empty (shape {shape}); send at least one image of at "
+                                   "least 1×1 pixels")
+        if len(shape) == 4 and shape[0] * shape[1] * shape[2] > limits.max_pixels:
+            raise invalid_argument(f"input '{key}' has {shape[0]}×{shape[1]}×{shape[2]} pixels, more than the "
+                                   f"{limits.max_pixels} one request may carry; send fewer or smaller images, "
+                                   "or tile them (serving.upscale does)")
+        try:
+            array = tensors.to_numpy(proto)
+        except tensors.TensorError as error:
+            raise invalid_argument(f"input '{key}': {error}") from None
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            raise invalid_argument(f"input '{key}' contains NaN or Inf; send values in [-1, 1]")
+        arrays[key] = array
+    return arrays
+
+
+class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
+    def __init__(self, manager, batcher=None, limits: Limits = Limits()):
+        self.manager = manager
+        self.batcher = batcher
+        self.limits = limits
+
+    def Predict(self, request, context):
+        try:
+            servable = self.manager.resolve(request.model_spec)
+            signature = request.model_spec.signature_name or "serving_default"
+            if signature not in servable.inputs:
+                raise not_found(f"Serving signature key \"{signature}\" not found.")
+            inputs = _check_inputs(request.inputs, servable.inputs[signature], self.limits)
+            run = self.batcher.run if self.batcher else lambda s, sig, x: s.runner.run(sig, x)
+            outputs = run(servable, signature, inputs)
+            wanted = list(request.output_filter) or list(outputs)
+            unknown = [k for k in wanted if k not in outputs]
+            if unknown:
+                raise invalid_argument(f"output tensor alias not found in signature: {unknown[0]}")
+        except ServingError as error:
+            context.abort(error.code, error.message)
+        response = predict_pb2.PredictResponse()
+        response.model_spec.name = servable.name
+        response.model_spec.version.value = servable.version
+        response.model_spec.signature_name = signature
+        for key in wanted:
+            response.outputs[key].CopyFrom(tensors.to_proto(outputs[key]))
+        return response
+
+    def GetModelMetadata(self, request, context):
+        try:
+            fields = list(request.metadata_field)
+            if fields != ["signature_def"]:
+                raise invalid_argument("GetModelMetadataRequest must specify at least one metadata_field"
+                                       if not fields else f"Metadata field {fields[0]} is not supported"
+                                       if fields[0] != "signature_def" else "Only signature_def is supported")
+            servable = self.manager.resolve(request.model_spec)
+        except ServingError as error:
+            context.abort(error.code, error.message)
+        signature_map = get_model_metadata_pb2.SignatureDefMap()
+        for key, signature in servable.signature_defs.items():
+            signature_map.signature_def[key].CopyFrom(signature)
+        response = get_model_metadata_pb2.GetModelMetadataResponse()
+        response.model_spec.name = servable.name
+        response.model_spec.version.value = servable.version
+        packed = any_pb2.Any()
+        packed.Pack(signature_map)
+        response.metadata["signature_def"].CopyFrom(packed)
+        return response
+
+
+class ModelService(model_service_pb2_grpc.ModelServiceServicer):
+    def __init__(self, manager):
+        self.manager = manager
+
+    def GetModelStatus(self, request, context):
+        try:
+            model = self.manager.model(request.model_spec.name)
+            statuses = dict(model.statuses)
+            if request.model_spec.HasField("version"):
+                version = request.model_spec.version.value
+                if version not in statuses:
+                    raise not_found(f"Could not find version {version} of model {model.name}")
+                statuses = {version: statuses[version]}
+            if not statuses:
+                raise not_found(f"Could not find any versions of model {model.name}")
+        except ServingError as error:
+            context.abort(error.code, error.message)
+        response = get_model_status_pb2.GetModelStatusResponse()
+        for version, status in sorted(statuses.items()):
+            response.model_version_status.add(
+                version=version, state=status.state,
+                status=status_pb2.StatusProto(error_code=grpc.StatusCode.UNKNOWN.value[0] if status.error else 0,
+                                              error_message=status.error))
+        return response
+
+    def HandleReloadConfigRequest(self, request, context):
+        if not request.config.HasField("model_config_list"):
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "ModelServerConfig must hold a model_config_list")
+        self.manager.reload(request.config)
+        return model_management_pb2.ReloadConfigResponse(status=status_pb2.StatusProto(error_code=0))

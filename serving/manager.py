@@ -1,0 +1,175 @@
+"""Which versions of which models are loaded: TF Serving's version policy, labels, status and hot reload.
+
+Every `file_system_poll_wait_seconds` the manager lists each model's base path. A new version wanted by the
+policy (latest N by default) is loaded first and then made available; only after that is an old one
+unloaded, so no request finds the model missing. Requests in flight keep a reference to the version they
+resolved, so unloading never breaks them. A version that fails to load is reported (END with its error in
+GetModelStatus) and the last good version keeps serving.
+"""
+
+import dataclasses
+import sys
+import threading
+from pathlib import Path
+
+from tensorflow_serving.apis import get_model_status_pb2
+from tensorflow_serving.config import model_server_config_pb2
+
+from serving.errors import not_found
+from serving.model_repository import versions
+from serving.servable import Servable
+
+State = get_model_status_pb2.ModelVersionStatus.State
+
+
+@dataclasses.dataclass
+class VersionStatus:
+    state: int
+    error: str = ""
+
+
+def model_config(name: str, base_path: Path) -> model_server_config_pb2.ModelConfig:
+    return model_server_config_pb2.ModelConfig(name=name, base_path=str(Path(base_path).resolve()),
+                                               model_platform="tensorflow")
+
+
+class ServedModel:
+    def __init__(self, config: model_server_config_pb2.ModelConfig, backend: str):
+        self.config = config
+        self.backend = backend
+        self.available: dict[int, Servable] = {}
+        self.statuses: dict[int, VersionStatus] = {}
+        self._failed: dict[int, int] = {}  # version -> directory mtime when it failed (retried if it changes)
+        self._lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def _wanted(self, on_disk: list[int]) -> list[int]:
+        policy = self.config.model_version_policy
+        loadable = [v for v in on_disk if v not in self._failed]
+        choice = policy.WhichOneof("policy_choice")
+        if choice == "all":
+            return loadable
+        if choice == "specific":
+            return [v for v in policy.specific.versions if v in loadable]
+        count = policy.latest.num_versions if choice == "latest" and policy.latest.num_versions else 1
+        return loadable[-count:]
+
+    def poll(self) -> None:
+        base = Path(self.config.base_path)
+        on_disk = versions(base)
+        for version, mtime in list(self._failed.items()):
+            if version not in on_disk or _mtime(base / str(version)) != mtime:
+                del self._failed[version]  # changed or gone: worth another try later
+        for version in self._wanted(on_disk):
+            if version not in self.available:
+                self._load(version, base / str(version))
+        wanted = set(self._wanted(on_disk))  # again: a failed load falls back to an older version
+        for version in sorted(self.available):
+            if version not in wanted and (wanted & set(self.available)):
+                self._unload(version)
+
+    def _load(self, version: int, path: Path) -> None:
+        self.statuses[version] = VersionStatus(State.LOADING)
+        try:
+            servable = Servable.load(self.name, version, path, self.backend)
+        except Exception as error:  # any failure to load is reported, never fatal to the server
+            message = f"Failed to load version {version} of {self.name} from {path}: {error}"
+            print(f"warning: {message}", file=sys.stderr, flush=True)
+            self._failed[version] = _mtime(path)
+            self.statuses[version] = VersionStatus(State.END, message[:2000])
+            return
+        with self._lock:
+            self.available[version] = servable
+        self.statuses[version] = VersionStatus(State.AVAILABLE)
+        print(f"loaded {self.name} version {version} ({self.backend})", flush=True)
+
+    def _unload(self, version: int) -> None:
+        self.statuses[version] = VersionStatus(State.UNLOADING)
+        with self._lock:
+            self.available.pop(version, None)
+        self.statuses[version] = VersionStatus(State.END)
+        print(f"unloaded {self.name} version {version}", flush=True)
+
+    def resolve(self, model_spec) -> Servable:
+        """The servable a request's ModelSpec names: a version, a version label, or the newest."""
+        with self._lock:
+            if model_spec.HasField("version"):
+                version = model_spec.version.value
+                request = f"Specific({self.name}, {version})"
+            elif model_spec.version_label:
+                label = model_spec.version_label
+                if label not in self.config.version_labels:
+                    raise not_found(f"Unrecognized servable version label: {label}")
+                version = self.config.version_labels[label]
+                request = f"Specific({self.name}, {version}) (label {label})"
+            else:
+                version = max(self.available, default=None)
+                request = f"Latest({self.name})"
+            if version not in self.available:
+                raise not_found(f"Servable not found for request: {request}")
+            return self.available[version]
+
+
+def _mtime(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return -1
+
+
+class ModelManager:
+    """The models a server serves, polled in a background thread."""
+
+    def __init__(self, configs: list, backend: str = "savedmodel", poll_seconds: float = 1.0):
+        self.backend = backend
+        self.poll_seconds = poll_seconds
+        self.models = {c.name: ServedModel(c, backend) for c in configs}
+        self._stop = threading.Event()
+        self._poll_lock = threading.Lock()
+        self._thread = None
+
+    def poll(self) -> None:
+        with self._poll_lock:
+            for model in list(self.models.values()):
+                model.poll()
+
+    def start(self) -> None:
+        self.poll()
+        if self.poll_seconds > 0:
+            self._thread = threading.Thread(target=self._loop, name="model-poller", daemon=True)
+            self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            self.poll()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=10)
+
+    def model(self, name: str) -> ServedModel:
+        if name not in self.models:
+            raise not_found(f"Servable not found for request: Latest({name})" if name else
+                            "Missing model name in request.")
+        return self.models[name]
+
+    def resolve(self, model_spec) -> Servable:
+        return self.model(model_spec.name).resolve(model_spec)
+
+    def reload(self, config: model_server_config_pb2.ModelServerConfig) -> None:
+        """HandleReloadConfigRequest: serve exactly the models of the new config list."""
+        with self._poll_lock:
+            new = {}
+            for c in config.model_config_list.config:
+                current = self.models.get(c.name)
+                if current is not None and current.config.base_path == c.base_path:
+                    current.config = c  # same model: new policy and labels, loaded versions kept
+                    new[c.name] = current
+                else:
+                    new[c.name] = ServedModel(c, self.backend)
+            self.models = new
+        self.poll()

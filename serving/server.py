@@ -1,0 +1,161 @@
+"""`python -m serving.server`: an embedded server that speaks TF Serving's gRPC API.
+
+    python -m serving.server --model_name srgan --model_base_path models/srgan --port 8500 --enable_batching
+
+Flags carry TF Serving's names where TF Serving has the same setting. It serves the newest version (or the
+versions a --model_config_file asks for), loads new versions as they appear, binds 127.0.0.1 unless --host
+says otherwise, and on SIGTERM or Ctrl-C stops taking requests, finishes those in flight and exits.
+"""
+
+import argparse
+import concurrent.futures
+import dataclasses
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import grpc  # noqa: E402
+from google.protobuf import text_format  # noqa: E402
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # noqa: E402
+from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc  # noqa: E402
+from tensorflow_serving.config import model_server_config_pb2  # noqa: E402
+
+from serving.batching import Batcher  # noqa: E402
+from serving.errors import UsageError, exit_on_usage_error  # noqa: E402
+from serving.grpc_service import Limits, ModelService, PredictionService  # noqa: E402
+from serving.manager import ModelManager, model_config  # noqa: E402
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerConfig:
+    port: int = 8500
+    host: str = "127.0.0.1"
+    model_name: str = "srgan"
+    model_base_path: Path | None = None
+    model_config_file: Path | None = None
+    backend: str = "savedmodel"
+    enable_batching: bool = False
+    max_batch_size: int = 8
+    batch_timeout_micros: int = 5000
+    num_batch_threads: int = 1
+    file_system_poll_wait_seconds: float = 1.0
+    grpc_max_threads: int = 16
+    max_message_bytes: int = 64 << 20
+    max_pixels_per_request: int = 1 << 20
+    drain_seconds: float = 10.0
+
+
+def parse_args(argv=None) -> ServerConfig:
+    d = ServerConfig()
+    p = argparse.ArgumentParser(prog="python -m serving.server", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--port", type=int, default=d.port, help="gRPC port (0: any free port, printed)")
+    p.add_argument("--host", default=d.host, help="address to bind; 0.0.0.0 exposes the server to the network")
+    p.add_argument("--model_name", default=d.model_name)
+    p.add_argument("--model_base_path", type=Path, help="folder holding <version>/ subfolders")
+    p.add_argument("--model_config_file", type=Path,
+                   help="TF Serving ModelServerConfig (text proto): models, version policies, labels")
+    p.add_argument("--backend", choices=["savedmodel", "onnx"], default=d.backend,
+                   help="run the SavedModel with TensorFlow (as TF Serving) or model.onnx with ONNX Runtime")
+    p.add_argument("--enable_batching", action="store_true", help="batch concurrent requests server-side")
+    p.add_argument("--max_batch_size", type=int, default=d.max_batch_size)
+    p.add_argument("--batch_timeout_micros", type=int, default=d.batch_timeout_micros)
+    p.add_argument("--num_batch_threads", type=int, default=d.num_batch_threads)
+    p.add_argument("--file_system_poll_wait_seconds", type=float, default=d.file_system_poll_wait_seconds,
+                   help="how often to look for new versions (0: only at start)")
+    p.add_argument("--grpc_max_threads", type=int, default=d.grpc_max_threads)
+    p.add_argument("--max_message_bytes", type=int, default=d.max_message_bytes,
+                   help="largest request accepted; larger ones get RESOURCE_EXHAUSTED")
+    p.add_argument("--max_pixels_per_request", type=int, default=d.max_pixels_per_request,
+                   help="largest N·H·W of input images in one request")
+    p.add_argument("--drain_seconds", type=float, default=d.drain_seconds,
+                   help="on SIGTERM, how long requests in flight may take to finish")
+    return ServerConfig(**vars(p.parse_args(argv)))
+
+
+def load_model_configs(config: ServerConfig) -> list:
+    if config.model_config_file is not None:
+        if not config.model_config_file.is_file():
+            raise UsageError(f"--model_config_file {config.model_config_file} does not exist.")
+        parsed = model_server_config_pb2.ModelServerConfig()
+        try:
+            text_format.Parse(config.model_config_file.read_text(), parsed)
+        except text_format.ParseError as error:
+            raise UsageError(f"{config.model_config_file} is not a ModelServerConfig text proto ({error}).")
+        configs = list(parsed.model_config_list.config)
+        if not configs:
+            raise UsageError(f"{config.model_config_file} lists no model in model_config_list.")
+        return configs
+    if config.model_base_path is None:
+        raise UsageError("pass --model_base_path (e.g. models/srgan) or --model_config_file.")
+    if not config.model_base_path.is_dir():
+        raise UsageError(f"--model_base_path {config.model_base_path} is not a folder; export a model first "
+                         "(python -m export.to_onnx).")
+    return [model_config(config.model_name, config.model_base_path)]
+
+
+class ModelServer:
+    """The gRPC server with its model manager and batcher; `start()`, then `stop()` drains it."""
+
+    def __init__(self, config: ServerConfig):
+        self.config = config
+        self.manager = ModelManager(load_model_configs(config), config.backend,
+                                    config.file_system_poll_wait_seconds)
+        self.batcher = (Batcher(config.max_batch_size, config.batch_timeout_micros / 1e6, config.num_batch_threads)
+                        if config.enable_batching else None)
+        self.health = health.HealthServicer()
+        options = [("grpc.max_receive_message_length", config.max_message_bytes),
+                   ("grpc.max_send_message_length", -1), ("grpc.so_reuseport", 0)]
+        self.server = grpc.server(concurrent.futures.ThreadPoolExecutor(config.grpc_max_threads), options=options)
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+            PredictionService(self.manager, self.batcher, Limits(config.max_pixels_per_request)), self.server)
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(self.manager), self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        self.port = None
+
+    def start(self) -> int:
+        self.manager.start()
+        self.port = self.server.add_insecure_port(f"{self.config.host}:{self.config.port}")
+        if self.port == 0:
+            raise UsageError(f"cannot bind {self.config.host}:{self.config.port}; is the port in use?")
+        self.server.start()
+        for service in ("", "tensorflow.serving.PredictionService", "tensorflow.serving.ModelService"):
+            self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        return self.port
+
+    def stop(self) -> None:
+        self.health.enter_graceful_shutdown()  # health checks now answer NOT_SERVING
+        self.server.stop(grace=self.config.drain_seconds).wait()
+        if self.batcher:
+            self.batcher.close()
+        self.manager.stop()
+
+
+@exit_on_usage_error
+def serve(config: ServerConfig) -> None:
+    server = ModelServer(config)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    port = server.start()
+    loaded = {name: sorted(m.available) for name, m in server.manager.models.items()}
+    print(f"serving {loaded} on {config.host}:{port} (backend {config.backend}, batching "
+          f"{'on, max ' + str(config.max_batch_size) if config.enable_batching else 'off'})", flush=True)
+    print(f"listening on {config.host}:{port}", flush=True)
+    stop.wait()
+    print("draining: finishing requests in flight …", flush=True)
+    server.stop()
+    print("stopped", flush=True)
+
+
+def main(argv=None) -> int:
+    serve(parse_args(argv))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
