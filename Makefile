@@ -16,6 +16,7 @@ setup: $(VENV)/.installed
 demo: setup
 	$(PY) -m training.run --preset demo --out-dir runs/demo
 	$(PY) -m export.to_onnx --run-dir runs/demo --model-dir models
+	$(PY) -m serving.demo --model-dir models/srgan --image runs/demo/test_images/lr/00.png --out results
 
 test: setup
 	$(PY) -m pytest -q

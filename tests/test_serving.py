@@ -12,6 +12,7 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
@@ -19,7 +20,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 from serving import tensors
 from serving.client import SrganClient
 from serving.onnx_runtime import create_session
-from tests.conftest import REPO
+from tests.conftest import REPO, run_module, write_image
 
 MAX_MESSAGE = 4_000_000
 
@@ -250,3 +251,13 @@ def test_sigterm_lets_the_request_in_flight_finish(repository):
             code = process.stop()
             assert future.result().shape == (4, 384, 384, 3)
     assert code == 0
+
+
+def test_upscale_command_through_grpc(server, tmp_path, exported):
+    image = write_image(tmp_path / "face.png", _images((1, 30, 22))[0])
+    result = run_module("serving.upscale", str(image), "-o", str(tmp_path / "out"), "--backend", "grpc",
+                        "--target", server.target)
+    assert result.returncode == 0, result.stderr
+    served = np.asarray(Image.open(tmp_path / "out" / "face_x4.png"))
+    reference = create_session(exported[0] / "model.onnx").run(None, {"images": _images((1, 30, 22))})[0][0]
+    assert np.abs(served.astype(int) - reference).max() <= 1

@@ -1,0 +1,168 @@
+"""`python -m serving.tf_serving`: run our model repository on the real TF Serving.
+
+    python -m serving.tf_serving --model_base_path models/srgan --config_dir serving_config
+    python -m serving.tf_serving --model_base_path models/srgan --start     # where tensorflow_model_server is
+
+Writes TF Serving's configuration for the repository (models.config: model, version policy, labels;
+batching.config: batching parameters; monitoring.config: Prometheus metrics), prints the exact
+`tensorflow_model_server` command and the `docker run … tensorflow/serving:…-gpu` command, and with --start
+runs the binary found on PATH and waits until the model is AVAILABLE. The embedded `serving.server` reads the
+same models.config (--model_config_file), so both servers serve the same repository the same way.
+"""
+
+import argparse
+import dataclasses
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from serving.errors import UsageError, exit_on_usage_error
+
+
+
+@dataclasses.dataclass(frozen=True)
+class TfServingConfig:
+    model_base_path: Path = Path("models/srgan")
+    model_name: str = "srgan"
+    config_dir: Path = Path("serving_config")
+    port: int = 8500
+    rest_api_port: int = 8501
+    num_versions: int = 1
+    labels: tuple[tuple[str, int], ...] = ()
+    max_batch_size: int = 8
+    batch_timeout_micros: int = 5000
+    num_batch_threads: int = 0  # 0: as many as cores
+    max_enqueued_batches: int = 64
+    image: str = "tensorflow/serving:latest-gpu"  # pin a release tag in production
+    start: bool = False
+
+
+def models_config(c: TfServingConfig, base_path: str) -> str:
+    labels = "".join(f'\n    version_labels {{ key: "{k}" value: {v} }}' for k, v in c.labels)
+    return (f'model_config_list {{\n  config {{\n    name: "{c.model_name}"\n    base_path: "{base_path}"\n'
+            f'    model_platform: "tensorflow"\n'
+            f'    model_version_policy {{ latest {{ num_versions: {c.num_versions} }} }}{labels}\n  }}\n}}\n')
+
+
+def batching_config(c: TfServingConfig, threads: int) -> str:
+    return (f"max_batch_size {{ value: {c.max_batch_size} }}\n"
+            f"batch_timeout_micros {{ value: {c.batch_timeout_micros} }}\n"
+            f"num_batch_threads {{ value: {threads} }}\n"
+            f"max_enqueued_batches {{ value: {c.max_enqueued_batches} }}\n"
+            # Requests of any image size may be batched only with requests of the same size.
+            "pad_variable_length_inputs: false\n")
+
+
+MONITORING_CONFIG = 'prometheus_config {\n  enable: true\n  path: "/monitoring/prometheus/metrics"\n}\n'
+
+
+def write_configs(c: TfServingConfig, base_path: str | None = None) -> dict[str, Path]:
+    import os
+    c.config_dir.mkdir(parents=True, exist_ok=True)
+    threads = c.num_batch_threads or os.cpu_count() or 1
+    files = {"models": c.config_dir / "models.config", "batching": c.config_dir / "batching.config",
+             "monitoring": c.config_dir / "monitoring.config"}
+    files["models"].write_text(models_config(c, base_path or str(c.model_base_path.resolve())))
+    files["batching"].write_text(batching_config(c, threads))
+    files["monitoring"].write_text(MONITORING_CONFIG)
+    return files
+
+
+def server_command(c: TfServingConfig, files: dict[str, Path]) -> list[str]:
+    return ["tensorflow_model_server", f"--port={c.port}", f"--rest_api_port={c.rest_api_port}",
+            f"--model_config_file={files['models'].resolve()}", "--model_config_file_poll_wait_seconds=60",
+            "--file_system_poll_wait_seconds=1", "--enable_batching=true",
+            f"--batching_parameters_file={files['batching'].resolve()}",
+            f"--monitoring_config_file={files['monitoring'].resolve()}", "--enable_model_warmup=true"]
+
+
+def docker_command(c: TfServingConfig) -> list[str]:
+    """The same server in TF Serving's GPU image, the repository and configs mounted read-only."""
+    container = TfServingConfig(**{**dataclasses.asdict(c), "config_dir": Path("/config")})
+    files = {"models": Path("/config/models.config"), "batching": Path("/config/batching.config"),
+             "monitoring": Path("/config/monitoring.config")}
+    flags = server_command(container, files)[1:]
+    return ["docker", "run", "--rm", "--gpus", "all", "-p", f"{c.port}:{c.port}",
+            "-p", f"{c.rest_api_port}:{c.rest_api_port}",
+            "-v", f"{c.model_base_path.resolve()}:/models/{c.model_name}:ro",
+            "-v", f"{(c.config_dir / 'docker').resolve()}:/config:ro", c.image, *flags]
+
+
+def parse_args(argv=None) -> TfServingConfig:
+    d = TfServingConfig()
+    p = argparse.ArgumentParser(prog="python -m serving.tf_serving", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model_base_path", type=Path, default=d.model_base_path)
+    p.add_argument("--model_name", default=d.model_name)
+    p.add_argument("--config_dir", type=Path, default=d.config_dir)
+    p.add_argument("--port", type=int, default=d.port)
+    p.add_argument("--rest_api_port", type=int, default=d.rest_api_port)
+    p.add_argument("--num_versions", type=int, default=d.num_versions, help="serve the latest N versions")
+    p.add_argument("--label", action="append", default=[], metavar="NAME=VERSION",
+                   help="a version label, e.g. stable=3 (repeatable)")
+    p.add_argument("--max_batch_size", type=int, default=d.max_batch_size)
+    p.add_argument("--batch_timeout_micros", type=int, default=d.batch_timeout_micros)
+    p.add_argument("--num_batch_threads", type=int, default=d.num_batch_threads)
+    p.add_argument("--image", default=d.image, help="TF Serving Docker image for the printed command")
+    p.add_argument("--start", action="store_true", help="start tensorflow_model_server if it is on PATH")
+    args = vars(p.parse_args(argv))
+    labels = []
+    for item in args.pop("label"):
+        name, _, version = item.partition("=")
+        if not name or not version.isdigit():
+            raise SystemExit(f"error: --label wants NAME=VERSION, got {item!r}")
+        labels.append((name, int(version)))
+    return TfServingConfig(**args, labels=tuple(labels))
+
+
+def start_and_wait(command: list[str], c: TfServingConfig, timeout: float = 300) -> subprocess.Popen:
+    from serving.client import SrganClient
+    process = subprocess.Popen(command)
+    with SrganClient(f"127.0.0.1:{c.port}", c.model_name) as client:
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                raise UsageError(f"tensorflow_model_server exited with status {process.returncode}.")
+            try:
+                client.wait_until_available(timeout=5)
+                return process
+            except TimeoutError:
+                if time.monotonic() > deadline:
+                    process.terminate()
+                    raise UsageError(f"{c.model_name} did not become AVAILABLE within {timeout:.0f} s.")
+
+
+@exit_on_usage_error
+def run(c: TfServingConfig) -> int:
+    if not c.model_base_path.is_dir():
+        raise UsageError(f"{c.model_base_path} is not a folder; export a model first (python -m export.to_onnx).")
+    files = write_configs(c)
+    write_configs(dataclasses.replace(c, config_dir=c.config_dir / "docker"), f"/models/{c.model_name}")
+    command = server_command(c, files)
+    print(f"wrote {', '.join(str(p) for p in files.values())}\n")
+    print("TF Serving on this machine:\n  " + shlex.join(command) + "\n")
+    print("TF Serving on a GPU, in Docker:\n  " + shlex.join(docker_command(c)) + "\n")
+    if not c.start:
+        return 0
+    if shutil.which("tensorflow_model_server") is None:
+        print("tensorflow_model_server is not on PATH; run the Docker command above, or the embedded server: "
+              f"python -m serving.server --model_config_file {files['models']}")
+        return 0
+    process = start_and_wait(command, c)
+    print(f"{c.model_name} is AVAILABLE on 127.0.0.1:{c.port} (gRPC) and :{c.rest_api_port} (REST); Ctrl-C stops it")
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        process.terminate()
+        return process.wait()
+
+
+def main(argv=None) -> int:
+    return run(parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""The real TF Serving: its configuration is checked here; the binary itself runs where it is installed."""
+
+import shutil
+
+import numpy as np
+
+import pytest
+from google.protobuf import text_format
+from tensorflow_serving.config import model_server_config_pb2
+
+from serving.client import SrganClient
+from serving.tf_serving import TfServingConfig, docker_command, server_command, start_and_wait, write_configs
+from tests.conftest import run_module
+
+
+def test_configs_parse_as_tf_serving_protos(tmp_path):
+    config = TfServingConfig(model_base_path=tmp_path / "srgan", config_dir=tmp_path / "cfg", num_versions=2,
+                             labels=(("stable", 1), ("canary", 2)))
+    files = write_configs(config)
+    parsed = text_format.Parse(files["models"].read_text(), model_server_config_pb2.ModelServerConfig())
+    (model,) = parsed.model_config_list.config
+    assert model.name == "srgan" and model.base_path == str((tmp_path / "srgan").resolve())
+    assert model.model_version_policy.latest.num_versions == 2
+    assert dict(model.version_labels) == {"stable": 1, "canary": 2}
+    assert "max_batch_size { value: 8 }" in files["batching"].read_text()
+    assert "prometheus_config" in files["monitoring"].read_text()
+    command = server_command(config, files)
+    assert command[0] == "tensorflow_model_server" and "--enable_batching=true" in command
+    assert any(flag.startswith("--batching_parameters_file=") for flag in command)
+    docker = docker_command(config)
+    assert "--gpus" in docker and f"{(tmp_path / 'srgan').resolve()}:/models/srgan:ro" in docker
+
+
+def test_the_embedded_server_reads_the_same_models_config(exported, tmp_path):
+    config = TfServingConfig(model_base_path=exported[0].parent, config_dir=tmp_path)
+    files = write_configs(config)
+    from serving.server import ModelServer, ServerConfig
+    server = ModelServer(ServerConfig(port=0, model_config_file=files["models"], file_system_poll_wait_seconds=0))
+    port = server.start()
+    try:
+        with SrganClient(f"127.0.0.1:{port}") as client:
+            assert client.status()[0]["state"] == "AVAILABLE"
+    finally:
+        server.stop()
+
+
+def test_command_prints_both_commands(exported, tmp_path):
+    result = run_module("serving.tf_serving", "--model_base_path", str(exported[0].parent), "--config_dir",
+                        str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "tensorflow_model_server --port=8500" in result.stdout and "docker run" in result.stdout
+
+
+@pytest.mark.skipif(shutil.which("tensorflow_model_server") is None,
+                    reason="tensorflow_model_server is not installed here (no package carries it); "
+                           "this test runs wherever it is on PATH")
+def test_real_tf_serving_serves_the_exported_model(exported, tmp_path):
+    config = TfServingConfig(model_base_path=exported[0].parent, config_dir=tmp_path, port=18500,
+                             rest_api_port=18501)
+    process = start_and_wait(server_command(config, write_configs(config)), config)
+    try:
+        with SrganClient("127.0.0.1:18500") as client:
+            assert client.upscale(np.zeros((1, 8, 8, 3), np.uint8)).shape == (1, 32, 32, 3)
+    finally:
+        process.terminate()
+        process.wait()

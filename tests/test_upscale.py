@@ -1,0 +1,77 @@
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from serving.onnx_runtime import create_session
+from serving.tiling import receptive_radius, tiled_upscale
+from tests.conftest import run_module, write_image
+
+
+def _session_fn(version_dir):
+    session = create_session(version_dir / "model.onnx")
+    return lambda images: session.run(None, {"images": images})[0]
+
+
+def test_tiled_upscaling_equals_whole_image_upscaling(exported):
+    upscale = _session_fn(exported[0])
+    spec = json.loads((exported[0] / "export.json").read_text())["model_spec"]
+    radius = receptive_radius(spec["residual_blocks"], spec["scale"])
+    image = np.random.default_rng(0).integers(0, 256, (70, 90, 3), dtype=np.uint8)
+    whole = upscale(image[None])[0]
+    tiled = tiled_upscale(image, upscale, tile=24, overlap=radius)
+    diff = np.abs(tiled.astype(int) - whole)
+    assert tiled.shape == (280, 360, 3)
+    assert (diff == 0).mean() >= 0.999 and diff.max() <= 1
+    seamed = tiled_upscale(image, upscale, tile=24, overlap=0)  # without overlap the seams show
+    assert np.abs(seamed.astype(int) - whole).max() > 10
+
+
+def test_upscale_command_handles_grey_alpha_exif_and_bad_files(exported, tmp_path):
+    rng = np.random.default_rng(1)
+    rgb = write_image(tmp_path / "in" / "photo.jpg", rng.integers(0, 256, (12, 20, 3), dtype=np.uint8))
+    grey = write_image(tmp_path / "in" / "grey.png", rng.integers(0, 256, (10, 10), dtype=np.uint8))
+    rgba = rng.integers(0, 256, (8, 9, 4), dtype=np.uint8)
+    alpha = write_image(tmp_path / "in" / "alpha.png", rgba)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90° clockwise to display
+    rotated = tmp_path / "in" / "rotated.jpg"
+    Image.fromarray(rng.integers(0, 256, (10, 20, 3), dtype=np.uint8)).save(rotated, exif=exif)
+    broken = tmp_path / "in" / "broken.png"
+    broken.write_bytes(b"\x89PNG but not really")
+    result = run_module("serving.upscale", str(rgb), str(grey), str(broken), str(alpha), str(rotated),
+                        "-o", str(tmp_path / "out"), "--backend", "onnx", "--model-dir", str(exported[0].parent))
+    assert result.returncode == 1, result.stderr
+    assert "upscaled 4 of 5 images" in result.stdout and "broken.png" in result.stderr
+    out = tmp_path / "out"
+    assert Image.open(out / "photo_x4.png").size == (80, 48)
+    assert Image.open(out / "grey_x4.png").mode == "L"
+    alpha_out = Image.open(out / "alpha_x4.png")
+    assert alpha_out.mode == "RGBA" and alpha_out.size == (36, 32)
+    assert Image.open(out / "rotated_x4.png").size == (40, 80)  # 20×10 stored, 10×20 displayed
+    assert not (out / "broken_x4.png").exists()
+
+
+def test_missing_model_is_one_clear_sentence(tmp_path):
+    image = write_image(tmp_path / "a.png", np.zeros((4, 4, 3), np.uint8))
+    result = run_module("serving.upscale", str(image), "-o", str(tmp_path / "out"), "--model-dir",
+                        str(tmp_path / "nothing"))
+    assert result.returncode == 2 and "export one with python -m export.to_onnx" in result.stderr
+
+
+def test_bound_runner_matches_a_plain_session_run(exported):
+    from serving.onnx_runtime import BoundRunner
+    session = create_session(exported[0] / "model.onnx")
+    runner = BoundRunner(session, (2, 9, 11, 3))
+    for seed in range(2):
+        images = np.random.default_rng(seed).integers(0, 256, (2, 9, 11, 3), dtype=np.uint8)
+        np.testing.assert_array_equal(runner(images), session.run(None, {"images": images})[0])
+
+
+def test_no_gpu_provider_is_asked_for_without_a_gpu(exported):
+    from serving.onnx_runtime import default_providers, gpu_visible
+    if gpu_visible():
+        pytest.skip("a GPU is visible here")
+    assert default_providers() == ["CPUExecutionProvider"]
+    assert create_session(exported[0] / "model.onnx").get_providers() == ["CPUExecutionProvider"]
