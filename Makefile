@@ -17,6 +17,7 @@ demo: setup
 	$(PY) -m training.run --preset demo --out-dir runs/demo
 	$(PY) -m export.to_onnx --run-dir runs/demo --model-dir models
 	$(PY) -m serving.demo --model-dir models/srgan --image runs/demo/test_images/lr/00.png --out results
+	$(PY) benchmarks/latency.py --model-dir models/srgan --out results/latency
 
 test: setup
 	$(PY) -m pytest -q

@@ -73,7 +73,7 @@ def _wait_for(predicate, timeout=180):
     raise AssertionError("timed out")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
 def test_killed_run_resumes_from_its_checkpoint_with_the_same_step_count(tmp_path, cache_dir, sig):
     out = tmp_path / "run"
     args = tiny_run_args(out, cache_dir, "--epochs", "1000", "--checkpoint-every", "2")

@@ -1,0 +1,241 @@
+"""Latency and throughput of every serving path of an exported model.
+
+    python benchmarks/latency.py                                  # defaults: about 3 minutes on 2 CPU cores
+    python benchmarks/latency.py --batches 1,4,16 --sizes 32,128 --max-batch-pixels 1000000 --seconds 5
+    python benchmarks/latency.py --target tf-serving-host:8500    # the same sweep against any running server
+
+Backends: the SavedModel in this process; ONNX Runtime on every provider this machine has (CPU here; CUDA and
+TensorRT where a GPU is visible); TF Serving's gRPC API — the embedded server started here with batching off
+and on, or the server at --target. Per point: warm-up excluded, then requests for --seconds (at least
+--min-requests): p50/p90/p95/p99/mean latency, images/s, and the GFLOP/s achieved beside this machine's
+matrix-multiply rate measured in the same run. Writes latency.json (every figure and the environment),
+latency.md and PNG plots to --out.
+"""
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import signal
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+import measure  # noqa: E402
+import report  # noqa: E402
+from onnx_flops import model_flops  # noqa: E402
+from serving.model_repository import resolve_version_dir  # noqa: E402
+from serving.onnx_runtime import create_session, default_providers, gpu_visible  # noqa: E402
+
+
+@dataclasses.dataclass(frozen=True)
+class LatencyConfig:
+    model_dir: Path = Path("models/srgan")
+    out: Path = Path("results/latency")
+    batches: tuple[int, ...] = (1, 4, 8)
+    sizes: tuple[int, ...] = (32, 128)
+    max_batch_pixels: int = 16384  # skip in-process points with N·H·W above this (128×128 runs at batch 1)
+    concurrency: tuple[int, ...] = (1, 4, 8)
+    grpc_batches: tuple[int, ...] = (1, 4)
+    seconds: float = 2.0
+    min_requests: int = 3
+    max_requests: int = 1000
+    warmup: int = 2
+    backends: tuple[str, ...] = ("savedmodel", "onnx", "grpc")
+    target: str | None = None  # an already running server; default: start the embedded one
+    server_backend: str = "savedmodel"
+    max_batch_size: int = 8
+    batch_timeout_micros: int = 5000
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in text.split(",") if x)
+
+
+def parse_args(argv=None) -> LatencyConfig:
+    d = LatencyConfig()
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model-dir", type=Path, default=d.model_dir, help="model directory or a version directory")
+    p.add_argument("--out", type=Path, default=d.out)
+    p.add_argument("--batches", type=_ints, default=d.batches)
+    p.add_argument("--sizes", type=_ints, default=d.sizes, help="input sides (32: the article's 32×32 → 128×128)")
+    p.add_argument("--max-batch-pixels", type=int, default=d.max_batch_pixels)
+    p.add_argument("--concurrency", type=_ints, default=d.concurrency, help="gRPC clients")
+    p.add_argument("--grpc-batches", type=_ints, default=d.grpc_batches, help="gRPC batch sizes, one client")
+    p.add_argument("--seconds", type=float, default=d.seconds, help="measuring time per point")
+    p.add_argument("--min-requests", type=int, default=d.min_requests)
+    p.add_argument("--max-requests", type=int, default=d.max_requests)
+    p.add_argument("--warmup", type=int, default=d.warmup, help="untimed requests first, per caller")
+    p.add_argument("--backends", type=lambda s: tuple(s.split(",")), default=d.backends,
+                   help="any of savedmodel, onnx, grpc")
+    p.add_argument("--target", help="host:port of a running TF Serving (or serving.server) to measure")
+    p.add_argument("--server-backend", choices=["savedmodel", "onnx"], default=d.server_backend,
+                   help="what the embedded server runs")
+    p.add_argument("--max-batch-size", type=int, default=d.max_batch_size, help="server-side batching")
+    p.add_argument("--batch-timeout-micros", type=int, default=d.batch_timeout_micros)
+    return LatencyConfig(**vars(p.parse_args(argv)))
+
+
+def environment() -> dict:
+    import grpc
+    import onnxruntime
+    import tensorflow as tf
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    gpu = None
+    if gpu_visible():
+        import subprocess
+        gpu = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True).stdout.strip() or "visible"
+    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "python": platform.python_version(),
+            "tensorflow": tf.__version__, "onnxruntime": onnxruntime.__version__, "grpcio": grpc.__version__,
+            "numpy": np.__version__, "onnx_providers": [p if isinstance(p, str) else p[0] for p in default_providers()]}
+
+
+def _images(batch: int, size: int) -> np.ndarray:
+    return np.random.default_rng(batch * 1000 + size).integers(0, 256, (batch, size, size, 3), dtype=np.uint8)
+
+
+def in_process_backends(config: LatencyConfig, version_dir: Path) -> dict:
+    backends = {}
+    if "savedmodel" in config.backends:
+        import tensorflow as tf
+        serve = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
+        backends["savedmodel"] = lambda images: serve(images=tf.constant(images))["sr_images"].numpy()
+    if "onnx" in config.backends:
+        for provider in default_providers():
+            name = provider if isinstance(provider, str) else provider[0]
+            session = create_session(version_dir / "model.onnx", [provider, "CPUExecutionProvider"]
+                                     if name != "CPUExecutionProvider" else [provider])
+            label = "onnx-" + name.removesuffix("ExecutionProvider").lower()
+            backends[label] = lambda images, s=session: s.run(None, {"images": images})[0]
+    return backends
+
+
+def _point(backend, size, batch, clients=1, batching=None, stats=None) -> dict:
+    return {"backend": backend, "size": size, "batch": batch, "clients": clients, "batching": batching, **stats}
+
+
+def measure_in_process(config: LatencyConfig, backends: dict, bar) -> list[dict]:
+    points = []
+    for name, run in backends.items():
+        for size in config.sizes:
+            for batch in config.batches:
+                if batch * size * size > config.max_batch_pixels:
+                    continue
+                bar.set_description(f"{name} {batch}×{size}×{size}")
+                images = _images(batch, size)
+                stats = measure.run_sequential(lambda: run(images), batch, config.warmup, config.seconds,
+                                               config.min_requests, config.max_requests)
+                points.append(_point(name, size, batch, stats=stats))
+                bar.update()
+    return points
+
+
+def measure_grpc(config: LatencyConfig, target: str, batching, bar) -> list[dict]:
+    from serving.client import SrganClient
+    label = "grpc" if config.target is None else f"grpc {target}"
+    size = min(config.sizes)
+    points = []
+
+    def caller(batch):
+        def make():
+            client = SrganClient(target)
+            images = _images(batch, size)
+            return lambda: client.upscale(images)
+        return make
+
+    for batch in (config.grpc_batches if not batching else ()):
+        bar.set_description(f"{label} {batch}×{size}×{size}")
+        stats = measure.run_concurrent(caller(batch), 1, batch, config.warmup, config.seconds, config.min_requests)
+        points.append(_point(label, size, batch, 1, batching, stats))
+        bar.update()
+    for clients in config.concurrency:
+        if clients == 1 and not batching and 1 in config.grpc_batches:
+            continue  # already measured above
+        bar.set_description(f"{label} {clients} clients, batching {'on' if batching else 'off'}")
+        stats = measure.run_concurrent(caller(1), clients, 1, config.warmup, config.seconds, config.min_requests)
+        points.append(_point(label, size, 1, clients, batching, stats))
+        bar.update()
+    return points
+
+
+def grpc_series(config: LatencyConfig, bar) -> list[dict]:
+    if config.target is not None:
+        return measure_grpc(config, config.target, None, bar)
+    from serving.demo import start_server
+    points = []
+    for batching in (False, True):
+        flags = ["--backend", config.server_backend, "--file_system_poll_wait_seconds", "0"]
+        if batching:
+            flags += ["--enable_batching", "--max_batch_size", str(config.max_batch_size),
+                      "--batch_timeout_micros", str(config.batch_timeout_micros)]
+        process, target = start_server(config.model_dir, *flags)
+        try:
+            from serving.client import SrganClient
+            with SrganClient(target) as client:
+                client.wait_until_available()
+            points += measure_grpc(config, target, batching, bar)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.communicate(timeout=60)
+    return points
+
+
+def count_points(config: LatencyConfig, in_process: int) -> int:
+    per_backend = sum(1 for s in config.sizes for b in config.batches if b * s * s <= config.max_batch_pixels)
+    grpc = 0
+    if "grpc" in config.backends:
+        series = 1 if config.target else 2
+        grpc = len(config.grpc_batches) + series * len(config.concurrency) - (1 in config.concurrency
+                                                                              and 1 in config.grpc_batches)
+    return in_process * per_backend + grpc
+
+
+def main(argv=None) -> int:
+    config = parse_args(argv)
+    try:
+        version_dir = resolve_version_dir(config.model_dir)
+    except FileNotFoundError as error:
+        print(f"error: {error}; export one with python -m export.to_onnx.", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    print(f"measuring the matrix-multiply rate and loading {version_dir} …", flush=True)
+    peak = measure.matmul_gflops()
+    flops = {size: model_flops(version_dir / "model.onnx", size, size) for size in config.sizes}
+    backends = in_process_backends(config, version_dir)
+    with tqdm(total=count_points(config, len(backends)), unit="point", dynamic_ncols=True) as bar:
+        points = measure_in_process(config, backends, bar)
+        if "grpc" in config.backends:
+            points += grpc_series(config, bar)
+    for p in points:
+        p["gflops_per_second"] = p["images_per_second"] * flops[p["size"]] / 1e9
+        p["fraction_of_matmul"] = p["gflops_per_second"] / peak
+    results = {"environment": environment(), "model": str(version_dir.resolve()),
+               "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(config).items()},
+               "matmul_gflops_per_second": peak, "flops_per_image": {str(k): v for k, v in flops.items()},
+               "points": points, "seconds": time.perf_counter() - started}
+    results["findings"] = report.findings(results, config.server_backend)
+    config.out.mkdir(parents=True, exist_ok=True)
+    (config.out / "latency.json").write_text(json.dumps(results, indent=2) + "\n")
+    table = report.markdown(results)
+    (config.out / "latency.md").write_text(table + "\n")
+    plots = report.plots(results, config.out)
+    print("\n" + table)
+    print(f"\nwritten {config.out / 'latency.json'}, {config.out / 'latency.md'}, "
+          + ", ".join(str(p) for p in plots) + f" in {results['seconds']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,30 @@
+"""FLOPs of one image through an ONNX model, from its Conv and MatMul/Gemm nodes after shape inference."""
+
+import numpy as np
+import onnx
+from onnx import shape_inference
+
+
+def _dims(value_info) -> list[int]:
+    return [d.dim_value for d in value_info.type.tensor_type.shape.dim]
+
+
+def model_flops(path, height: int, width: int) -> int:
+    """2 × multiply-adds of Conv, ConvTranspose-free graphs (ours) for one H×W image."""
+    model = onnx.load(str(path))
+    for dim, value in zip(model.graph.input[0].type.tensor_type.shape.dim, (1, height, width, 3)):
+        dim.ClearField("dim_param")
+        dim.dim_value = value
+    inferred = shape_inference.infer_shapes(model)
+    shapes = {v.name: _dims(v) for v in [*inferred.graph.value_info, *inferred.graph.output, *inferred.graph.input]}
+    weights = {t.name: list(t.dims) for t in inferred.graph.initializer}
+    total = 0
+    for node in inferred.graph.node:
+        if node.op_type == "Conv":
+            out = shapes[node.output[0]]         # N, C_out, H, W
+            kernel = weights[node.input[1]]      # C_out, C_in / groups, kH, kW
+            total += 2 * int(np.prod(out)) * int(np.prod(kernel[1:]))
+        elif node.op_type in ("MatMul", "Gemm") and node.input[1] in weights:
+            out = shapes[node.output[0]]
+            total += 2 * int(np.prod(out)) * weights[node.input[1]][0]
+    return total

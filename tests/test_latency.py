@@ -1,0 +1,37 @@
+import json
+import sys
+
+from PIL import Image
+
+from tests.conftest import REPO
+
+FIELDS = {"backend", "size", "batch", "clients", "batching", "requests", "images", "wall_seconds", "p50_ms",
+          "p90_ms", "p95_ms", "p99_ms", "mean_ms", "min_ms", "max_ms", "images_per_second", "gflops_per_second",
+          "fraction_of_matmul"}
+
+
+def test_latency_benchmark_with_a_tiny_sweep(exported, tmp_path):
+    import subprocess
+    out = tmp_path / "latency"
+    result = subprocess.run(
+        [sys.executable, "benchmarks/latency.py", "--model-dir", str(exported[0].parent), "--out", str(out),
+         "--batches", "1,8", "--sizes", "8,16", "--concurrency", "1,8", "--grpc-batches", "1,2", "--seconds", "0.2",
+         "--min-requests", "3", "--warmup", "1"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads((out / "latency.json").read_text())
+    points = data["points"]
+    assert {p["backend"] for p in points} == {"savedmodel", "onnx-cpu", "grpc"}
+    assert len([p for p in points if p["backend"] == "grpc"]) == 2 + 2 * 2 - 1
+    for p in points:
+        assert FIELDS <= set(p), FIELDS - set(p)
+        assert p["min_ms"] <= p["p50_ms"] <= p["p90_ms"] <= p["p95_ms"] <= p["p99_ms"] <= p["max_ms"]
+        assert p["requests"] >= 3 and p["images_per_second"] > 0 and p["gflops_per_second"] > 0
+    assert {"cpu", "cores", "gpu", "tensorflow", "onnxruntime"} <= set(data["environment"])
+    assert data["matmul_gflops_per_second"] > 0 and set(data["flops_per_image"]) == {"8", "16"}
+    assert set(data["findings"]) == {"onnx_fraction_of_matmul_at_batch_4_plus",
+                                     "grpc_p50_over_in_process_p50_batch_1",
+                                     "batched_grpc_throughput_over_best_in_process_batch_8"}
+    assert "| grpc | 8×8 | 1 | 8 | on |" in (out / "latency.md").read_text()
+    assert "| grpc | 8×8 | 1 | 8 | on |" in result.stdout
+    for name in ("latency_vs_batch.png", "throughput_vs_concurrency.png"):
+        assert Image.open(out / name).size[0] > 300
