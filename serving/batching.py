@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)  # compared by identity: comparing the arrays would be wrong and slow
 class _Task:
     servable: object
     signature: str
@@ -84,7 +84,7 @@ class Batcher:
             if not batch:
                 return
             first = batch[0]
-            try:
+            try:  # whatever happens, every caller of the batch gets an answer and the worker lives on
                 arrays = [t.array for t in batch]
                 merged = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
                 outputs = first.servable.runner.run(first.signature, {first.key: merged})
@@ -99,8 +99,12 @@ class Batcher:
                         task.future.set_exception(error)
 
     def close(self) -> None:
+        """Finish what is queued, then stop the workers; anything still queued after that is failed."""
         with self._ready:
             self._closed = True
             self._ready.notify_all()
         for worker in self._workers:
-            worker.join(timeout=10)
+            worker.join(timeout=30)
+        with self._ready:
+            while self._queue:
+                self._queue.popleft().future.set_exception(RuntimeError("the server is shutting down"))

@@ -144,5 +144,8 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
     def HandleReloadConfigRequest(self, request, context):
         if not request.config.HasField("model_config_list"):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "ModelServerConfig must hold a model_config_list")
-        self.manager.reload(request.config)
+        try:
+            self.manager.reload(request.config)
+        except ServingError as error:
+            context.abort(error.code, error.message)
         return model_management_pb2.ReloadConfigResponse(status=status_pb2.StatusProto(error_code=0))

@@ -15,7 +15,7 @@ from pathlib import Path
 from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
-from serving.errors import not_found
+from serving.errors import invalid_argument, not_found
 from serving.model_repository import versions
 from serving.servable import Servable
 
@@ -59,7 +59,7 @@ class ServedModel:
 
     def poll(self) -> None:
         base = Path(self.config.base_path)
-        on_disk = versions(base)
+        on_disk = [v for v in versions(base) if self._inside_base(base, v)]
         for version, mtime in list(self._failed.items()):
             if version not in on_disk or _mtime(base / str(version)) != mtime:
                 del self._failed[version]  # changed or gone: worth another try later
@@ -70,6 +70,15 @@ class ServedModel:
         for version in sorted(self.available):
             if version not in wanted and (wanted & set(self.available)):
                 self._unload(version)
+
+    def _inside_base(self, base: Path, version: int) -> bool:
+        """A version folder that is a link leading out of the base path is never read."""
+        if (base / str(version)).resolve().is_relative_to(base.resolve()):
+            return True
+        if self.statuses.get(version, VersionStatus(State.UNKNOWN)).state != State.END:
+            self.statuses[version] = VersionStatus(State.END, f"version {version} of {self.name} leads outside "
+                                                   f"its base path {base}; not loaded")
+        return False
 
     def _load(self, version: int, path: Path) -> None:
         self.statuses[version] = VersionStatus(State.LOADING)
@@ -127,6 +136,8 @@ class ModelManager:
         self.backend = backend
         self.poll_seconds = poll_seconds
         self.models = {c.name: ServedModel(c, backend) for c in configs}
+        # A reload request may only name base paths inside the repositories the server was started on.
+        self.roots = {Path(c.base_path).resolve().parent for c in configs}
         self._stop = threading.Event()
         self._poll_lock = threading.Lock()
         self._thread = None
@@ -162,6 +173,11 @@ class ModelManager:
 
     def reload(self, config: model_server_config_pb2.ModelServerConfig) -> None:
         """HandleReloadConfigRequest: serve exactly the models of the new config list."""
+        for c in config.model_config_list.config:
+            path = Path(c.base_path).resolve()
+            if not c.name or not any(path.is_relative_to(root) for root in self.roots):
+                raise invalid_argument(f"model {c.name!r}: base_path {c.base_path} is outside the model "
+                                       f"repositories this server may read ({', '.join(map(str, sorted(self.roots)))})")
         with self._poll_lock:
             new = {}
             for c in config.model_config_list.config:

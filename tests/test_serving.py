@@ -1,10 +1,6 @@
 """The embedded server, started as a real process on 127.0.0.1, called with the official stubs."""
 
 import concurrent.futures
-import shutil
-import signal
-import subprocess
-import sys
 import threading
 import time
 
@@ -15,57 +11,21 @@ import tensorflow as tf
 from PIL import Image
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tensorflow.core.framework import tensor_pb2, types_pb2
-from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from serving import tensors
 from serving.client import SrganClient
 from serving.onnx_runtime import create_session
-from tests.conftest import REPO, run_module, write_image
+from tests.conftest import run_module, write_image
+from tests.servers import ServerProcess, copy_version, raw_predict
 
 MAX_MESSAGE = 4_000_000
-
-
-class ServerProcess:
-    def __init__(self, *args: str):
-        self.proc = subprocess.Popen([sys.executable, "-m", "serving.server", "--port", "0", *args], cwd=REPO,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.lines = []
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                break
-            self.lines.append(line)
-            if line.startswith("listening on"):
-                self.target = line.split()[-1]
-                threading.Thread(target=self._drain_output, daemon=True).start()
-                return
-        self.proc.kill()
-        raise RuntimeError("server did not start:\n" + "".join(self.lines))
-
-    def _drain_output(self):
-        for line in self.proc.stdout:
-            self.lines.append(line)
-
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=60)
-        finally:
-            self.proc.kill()
-
-
-def _copy_version(src, base, version):
-    staging = base / f".copy-{version}"
-    shutil.copytree(src, staging)
-    staging.rename(base / str(version))  # appears atomically, as export does it
 
 
 @pytest.fixture(scope="module")
 def repository(exported, tmp_path_factory):
     base = tmp_path_factory.mktemp("repo") / "srgan"
     base.mkdir()
-    _copy_version(exported[0], base, 1)
+    copy_version(exported[0], base, 1)
     return base
 
 
@@ -111,20 +71,6 @@ def test_metadata_and_status(server):
         assert client.status() == [{"version": 1, "state": "AVAILABLE", "error": ""}]
 
 
-def _raw_predict(target, inputs, name="srgan", signature="", version=None, label=None):
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = name
-    request.model_spec.signature_name = signature
-    if version is not None:
-        request.model_spec.version.value = version
-    if label:
-        request.model_spec.version_label = label
-    for key, value in inputs.items():
-        request.inputs[key].CopyFrom(value if isinstance(value, tensor_pb2.TensorProto) else tensors.to_proto(value))
-    with grpc.insecure_channel(target, options=[("grpc.max_send_message_length", 1 << 30)]) as channel:
-        return prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=60)
-
-
 OK_IMAGES = _images((1, 8, 8))
 BAD_REQUESTS = {
     "unknown model": (dict(inputs={"images": OK_IMAGES}, name="nope"), "NOT_FOUND", "Servable not found"),
@@ -158,7 +104,7 @@ BAD_REQUESTS = {
 def test_bad_requests_get_tf_servings_status_codes(server, case):
     kwargs, code, text = BAD_REQUESTS[case]
     with pytest.raises(grpc.RpcError) as error:
-        _raw_predict(server.target, **kwargs)
+        raw_predict(server.target, **kwargs)
     assert error.value.code().name == code
     assert text in error.value.details()
     with grpc.insecure_channel(server.target) as channel:  # and the server stays healthy
@@ -187,7 +133,7 @@ def test_a_new_version_is_served_without_a_failed_request(server, repository, ex
     def keep_calling():
         while not stop.is_set():
             try:
-                response = _raw_predict(server.target, {"images": OK_IMAGES})
+                response = raw_predict(server.target, {"images": OK_IMAGES})
                 versions_seen.add(response.model_spec.version.value)
             except grpc.RpcError as error:
                 errors.append(error)
@@ -196,7 +142,7 @@ def test_a_new_version_is_served_without_a_failed_request(server, repository, ex
     for caller in callers:
         caller.start()
     time.sleep(1.0)
-    _copy_version(exported[0], repository, 2)
+    copy_version(exported[0], repository, 2)
     with SrganClient(server.target) as client:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -217,7 +163,7 @@ def test_version_labels_and_explicit_versions_with_a_model_config_file(repositor
     base = tmp_path / "srgan"
     base.mkdir()
     for version in (1, 2):
-        _copy_version(exported[0], base, version)
+        copy_version(exported[0], base, version)
     config = tmp_path / "models.config"
     config.write_text(f'''model_config_list {{
   config {{
@@ -231,9 +177,9 @@ def test_version_labels_and_explicit_versions_with_a_model_config_file(repositor
 }}''')
     process = ServerProcess("--model_config_file", str(config))
     try:
-        assert _raw_predict(process.target, {"images": OK_IMAGES}).model_spec.version.value == 2
-        assert _raw_predict(process.target, {"images": OK_IMAGES}, label="stable").model_spec.version.value == 1
-        assert _raw_predict(process.target, {"images": OK_IMAGES}, version=1).model_spec.version.value == 1
+        assert raw_predict(process.target, {"images": OK_IMAGES}).model_spec.version.value == 2
+        assert raw_predict(process.target, {"images": OK_IMAGES}, label="stable").model_spec.version.value == 1
+        assert raw_predict(process.target, {"images": OK_IMAGES}, version=1).model_spec.version.value == 1
         with SrganClient(process.target, version_label="canary") as client:
             assert client.upscale(OK_IMAGES[0]).shape == (32, 32, 3)
             assert {s["version"] for s in client.status()} == {1, 2}

@@ -37,7 +37,6 @@ def train(config: TrainConfig) -> dict:
         from training.distribution import split_cpu
         split_cpu(config.logical_cpus)
     import keras
-    import tensorflow as tf
 
     from training.checkpointing import RunCheckpoints
     from training.data import pipeline, sources

@@ -1,0 +1,306 @@
+"""Load, faults and bad input: the server keeps answering correctly, training and export lose no work.
+
+Everything runs on 127.0.0.1, bounded in requests and time. Each test prints its figures (pytest -s shows them);
+the README's reliability section quotes one run.
+"""
+
+import concurrent.futures
+import json
+import random
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+import zlib
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc
+from tensorflow_serving.config import model_server_config_pb2
+
+from serving.client import SrganClient
+from serving.onnx_runtime import create_session
+from tests.conftest import REPO, tiny_run_args, write_image
+from tests.servers import ServerProcess, copy_version, raw_predict
+
+
+def _healthy(target) -> bool:
+    with grpc.insecure_channel(target) as channel:
+        answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+    return answer.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def _rss_mb(pid: int) -> float:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+@pytest.fixture
+def repository(exported, tmp_path):
+    base = tmp_path / "models" / "srgan"
+    base.mkdir(parents=True)
+    copy_version(exported[0], base, 1)
+    return base
+
+
+def test_many_concurrent_clients_with_mixed_shapes_get_correct_answers(repository, exported):
+    server = ServerProcess("--model_base_path", str(repository), "--enable_batching", "--max_batch_size", "8")
+    session = create_session(exported[0] / "model.onnx")
+    rng = np.random.default_rng(0)
+    shapes = [(1, 8, 8), (2, 12, 16), (3, 16, 16), (1, 20, 9)]
+    inputs = [rng.integers(0, 256, (*shapes[i % len(shapes)], 3), dtype=np.uint8) for i in range(24)]
+    expected = [session.run(None, {"images": x})[0] for x in inputs]
+    requests, clients = 320, 16
+
+    def client(worker: int) -> tuple[int, int]:
+        wrong = 0
+        with SrganClient(server.target) as c:
+            for i in range(worker, requests, clients):
+                got = c.upscale(inputs[i % len(inputs)])
+                diff = np.abs(got.astype(int) - expected[i % len(inputs)])
+                wrong += int(diff.max() > 1 or (diff == 0).mean() < 0.999)
+        return wrong
+
+    try:
+        with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+            warm = list(pool.map(client, range(clients)))  # one full pass first: caches, pools
+            rss_before = _rss_mb(server.proc.pid)
+            started = time.perf_counter()
+            results = list(pool.map(client, range(clients)))
+            seconds = time.perf_counter() - started
+        rss_after = _rss_mb(server.proc.pid)
+        assert _healthy(server.target)
+    finally:
+        assert server.stop() == 0
+    print(f"\nload: {2 * requests} requests from {clients} clients, {sum(warm) + sum(results)} wrong, "
+          f"{requests / seconds:.0f} req/s; server RSS {rss_before:.0f} → {rss_after:.0f} MB")
+    assert sum(warm) + sum(results) == 0
+    assert rss_after - rss_before < 100  # the second pass grows nothing that the first did not
+
+
+def test_cancelled_and_expired_requests_leave_the_server_healthy(repository):
+    server = ServerProcess("--model_base_path", str(repository))
+    images = np.random.default_rng(1).integers(0, 256, (4, 48, 48, 3), dtype=np.uint8)
+    try:
+        with grpc.insecure_channel(server.target) as channel:
+            from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+            from serving import tensors
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            request = predict_pb2.PredictRequest()
+            request.model_spec.name = "srgan"
+            request.inputs["images"].CopyFrom(tensors.to_proto(images))
+            for _ in range(20):  # the client goes away mid-request
+                future = stub.Predict.future(request, timeout=30)
+                time.sleep(0.01)
+                future.cancel()
+            with pytest.raises(grpc.RpcError) as expired:
+                stub.Predict(request, timeout=0.001)
+            assert expired.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert raw_predict(server.target, {"images": images[:1, :8, :8]}).outputs["sr_images"].tensor_shape.dim[1].size == 32
+        assert _healthy(server.target)
+    finally:
+        assert server.stop() == 0
+    print("\nfaults: 20 cancelled requests, 1 expired deadline; server healthy afterwards")
+
+
+def test_a_corrupt_new_version_is_reported_and_the_last_good_one_keeps_serving(repository, exported):
+    server = ServerProcess("--model_base_path", str(repository), "--file_system_poll_wait_seconds", "0.2")
+    probe = {"images": np.zeros((1, 8, 8, 3), np.uint8)}
+    try:
+        broken = repository / ".incoming"
+        shutil.copytree(exported[0], broken)
+        (broken / "saved_model.pb").write_bytes(b"\x00garbage" * 100)
+        broken.rename(repository / "2")
+        with SrganClient(server.target) as client:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                status = {s["version"]: s for s in client.status()}
+                if status.get(2, {}).get("state") == "END":
+                    break
+                time.sleep(0.1)
+        assert status[2]["state"] == "END" and "Failed to load version 2" in status[2]["error"]
+        assert status[1]["state"] == "AVAILABLE"
+        assert raw_predict(server.target, probe).model_spec.version.value == 1
+        shutil.rmtree(repository / "1")  # the served version deleted on disk: it stays in memory
+        time.sleep(1.0)
+        assert raw_predict(server.target, probe).model_spec.version.value == 1
+        assert _healthy(server.target)
+    finally:
+        assert server.stop() == 0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_killed_and_restarted_server_is_reached_by_the_clients_retry(repository):
+    port = _free_port()
+    args = ("--model_base_path", str(repository), "--port", str(port))
+    first = ServerProcess(*args)
+    first.proc.kill()
+    first.proc.wait()
+    restarted = []
+
+    def restart_later():
+        time.sleep(1.0)
+        restarted.append(ServerProcess(*args))
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(restart_later)
+        with SrganClient(f"127.0.0.1:{port}", retries=8, backoff=0.5) as client:
+            started = time.perf_counter()
+            out = client.upscale(np.zeros((8, 8, 3), np.uint8))  # sent while nothing listens
+            waited = time.perf_counter() - started
+        pending.result()
+    assert out.shape == (32, 32, 3)
+    assert restarted[0].stop() == 0
+    print(f"\nrestart: server killed with SIGKILL; the client's retries got through after {waited:.1f} s")
+
+
+def test_fuzzed_requests_never_break_the_server(repository):
+    server = ServerProcess("--model_base_path", str(repository))
+    rng = random.Random(7)
+    codes: dict[str, int] = {}
+    sent = 0
+    dtypes = [types_pb2.DT_UINT8, types_pb2.DT_FLOAT, types_pb2.DT_STRING, types_pb2.DT_INT64, types_pb2.DT_HALF,
+              types_pb2.DT_BOOL, types_pb2.DT_COMPLEX64, 77]
+    try:
+        with grpc.insecure_channel(server.target) as channel:
+            raw = channel.unary_unary("/tensorflow.serving.PredictionService/Predict")
+            deadline = time.monotonic() + 8
+            while time.monotonic() < deadline and sent < 400:
+                sent += 1
+                try:
+                    if sent % 2:
+                        raw(rng.randbytes(rng.randint(0, 300)), timeout=10)
+                    else:
+                        shape = [rng.choice([0, 1, 2, 3, 5, 17, -1, 1 << 40]) for _ in range(rng.randint(0, 5))]
+                        proto = tensor_pb2.TensorProto(
+                            dtype=rng.choice(dtypes), tensor_content=rng.randbytes(rng.randint(0, 64)),
+                            tensor_shape=tensor_shape_pb2.TensorShapeProto(
+                                dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in shape]))
+                        raw_predict(server.target, {rng.choice(["images", "lr", "x"]): proto},
+                                    signature=rng.choice(["", "predict_float", "predict_encoded"]))
+                    codes["OK"] = codes.get("OK", 0) + 1
+                except grpc.RpcError as error:
+                    codes[error.code().name] = codes.get(error.code().name, 0) + 1
+        assert _healthy(server.target)
+        assert raw_predict(server.target, {"images": np.zeros((1, 4, 4, 3), np.uint8)}).outputs
+    finally:
+        assert server.stop() == 0
+    print(f"\nfuzz: {sent} malformed requests, answers {codes}")
+    assert set(codes) <= {"INVALID_ARGUMENT", "NOT_FOUND", "INTERNAL", "OK"}  # INTERNAL: unparsable bytes
+    assert "UNKNOWN" not in codes
+
+
+def _listening_addresses(port: int) -> set[str]:
+    """Addresses with a listening socket on `port`, from /proc/net/tcp and tcp6 (IPv4-mapped shown as IPv4)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in open(table).readlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.split(":")
+            if state != "0A" or int(hex_port, 16) != port:
+                continue
+            if len(address) == 32 and address.startswith("0000000000000000FFFF0000"):
+                address = address[24:]  # ::ffff:a.b.c.d
+            if len(address) == 8:
+                found.add(socket.inet_ntoa(struct.pack("<I", int(address, 16))))
+            else:
+                found.add(socket.inet_ntop(socket.AF_INET6, b"".join(
+                    struct.pack("<I", int(address[i:i + 8], 16)) for i in range(0, 32, 8))))
+    return found
+
+
+def test_security_loopback_only_and_no_paths_outside_the_repository(repository, exported, tmp_path):
+    outside = tmp_path / "elsewhere"
+    shutil.copytree(exported[0], outside)
+    (repository / "5").symlink_to(outside, target_is_directory=True)  # a version that leads outside
+    server = ServerProcess("--model_base_path", str(repository), "--file_system_poll_wait_seconds", "0.2")
+    try:
+        port = int(server.target.rsplit(":", 1)[1])
+        assert _listening_addresses(port) == {"127.0.0.1"}
+        with SrganClient(server.target) as client:
+            status = {s["version"]: s for s in client.status()}
+        assert status[5]["state"] == "END" and "outside its base path" in status[5]["error"]
+        assert status[1]["state"] == "AVAILABLE"
+        config = model_server_config_pb2.ModelServerConfig()
+        config.model_config_list.config.add(name="etc", base_path="/etc", model_platform="tensorflow")
+        with grpc.insecure_channel(server.target) as channel:
+            with pytest.raises(grpc.RpcError) as refused:
+                model_service_pb2_grpc.ModelServiceStub(channel).HandleReloadConfigRequest(
+                    model_management_pb2.ReloadConfigRequest(config=config), timeout=10)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "outside" in refused.value.details()
+        assert raw_predict(server.target, {"images": np.zeros((1, 4, 4, 3), np.uint8)}).model_spec.version.value == 1
+    finally:
+        assert server.stop() == 0
+
+
+# -- training and export ------------------------------------------------------------------------------------
+def test_a_truncated_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, cache_dir):
+    from training.config import config_from_args
+    from training.run import train
+    out = tmp_path / "run"
+    train(config_from_args(tiny_run_args(out, cache_dir)))  # checkpoints at steps 2, 4, 6
+    for data in (out / "checkpoints").glob("ckpt-6.data-*"):
+        data.write_bytes(data.read_bytes()[:50])
+    result = subprocess.run([sys.executable, "-m", "training.run", *tiny_run_args(out, cache_dir, "--epochs", "3")],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "ckpt-6 is unreadable" in result.stderr
+    assert f"resuming from {out / 'checkpoints' / 'ckpt-4'} (step 4" in result.stdout
+    assert json.loads((out / "summary.json").read_text())["steps"] == 2 + 3 * 2
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) \
+        + chunk(b"IEND", b"")
+
+
+def test_training_on_a_folder_with_bad_files_uses_the_good_ones_and_reports_the_rest(tmp_path, cache_dir):
+    from training.config import config_from_args
+    from training.run import train
+    folder = tmp_path / "photos"
+    rng = np.random.default_rng(3)
+    for i in range(8):
+        write_image(folder / f"good{i}.jpg", rng.integers(0, 256, (48, 40, 3), dtype=np.uint8))
+    (folder / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 definitely not a jpeg")
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "huge.png").write_bytes(_png_claiming(30000, 30000))  # 900 Mpx: a decompression bomb
+    (folder / "notes.jpg").write_text("meeting notes, not a picture")
+    summary = train(config_from_args(tiny_run_args(tmp_path / "run", tmp_path / "cache", "--data-dir", str(folder),
+                                                   "--epochs", "1", "--steps-per-epoch", "1")))
+    data = summary["data"]
+    assert data["kind"] == "folder" and data["used"] == 8 and data["train"] == 3 and data["test"] == 5
+    assert data["skipped"] == {"unreadable": 2, "empty file": 1, "too large": 1}
+    print(f"\ndata: {data['used']} images used, skipped {data['skipped']}")
+
+
+@pytest.mark.parametrize("delay", [0.5, 2.0, 4.0, 6.0])
+def test_an_export_killed_at_any_moment_leaves_no_partial_version(trained_run, tmp_path, delay):
+    model_path = tmp_path / "srgan"
+    proc = subprocess.Popen([sys.executable, "-m", "export.to_onnx", "--run-dir", str(trained_run),
+                             "--model-dir", str(tmp_path)], cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    time.sleep(delay + random.Random(delay).random())
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    visible = [p.name for p in model_path.iterdir() if p.name.isdigit()] if model_path.exists() else []
+    # Either nothing is visible, or the export had finished and its version is complete.
+    assert visible in ([], ["1"])
+    if visible:
+        assert json.loads((model_path / "1" / "parity.json").read_text())["passed"]
+        assert (model_path / "1" / "model.onnx").exists() and (model_path / "1" / "export.json").exists()
