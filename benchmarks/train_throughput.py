@@ -30,6 +30,7 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import article_reference as article  # noqa: E402
+from measure import matmul_gflops  # noqa: E402
 from training import losses  # noqa: E402
 from training.data import pipeline, sources  # noqa: E402
 from training.model import build_discriminator, build_generator  # noqa: E402
@@ -104,19 +105,6 @@ def project_steps(config: ThroughputConfig) -> TrainSteps:
     adam = lambda: keras.optimizers.Adam(1e-4, beta_1=0.9, beta_2=0.999, epsilon=1e-8)  # noqa: E731
     nets = Networks(build_generator(), build_discriminator(), adam(), adam(), content)
     return TrainSteps(nets, tf.distribute.get_strategy(), config.batch_size, config.xla)
-
-
-def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
-    """This machine's float32 matrix-multiply rate through numpy, best of a few runs."""
-    import numpy as np
-    a = np.random.default_rng(0).random((n, n), dtype=np.float32)
-    a @ a
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        a @ a
-        best = min(best, time.perf_counter() - started)
-    return 2 * n ** 3 / best / 1e9
 
 
 def step_flops_per_image(content_loss: str) -> dict:

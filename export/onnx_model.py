@@ -45,10 +45,27 @@ def write_onnx_models(generator: keras.Model, directory: Path, opset: int, metad
     return paths
 
 
+def _sort_topologically(graph: onnx.GraphProto) -> None:
+    """Order nodes so each comes after the producers of its inputs (the fp16 converter appends its casts)."""
+    available = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
+    pending, ordered = list(graph.node), []
+    while pending:
+        ready = [n for n in pending if all(i in available for i in n.input)]
+        if not ready:
+            raise ValueError("the graph has a cycle or an input nobody produces")
+        for node in ready:
+            ordered.append(node)
+            available.update(node.output)
+        pending = [n for n in pending if n not in ready]
+    graph.ClearField("node")
+    graph.node.extend(ordered)
+
+
 def write_float16_model(uint8_model: Path, path: Path) -> Path:
     """A float16 copy of the uint8 model for GPUs: weights and arithmetic in fp16, uint8 in and out."""
     from onnxruntime.transformers.float16 import convert_float_to_float16
     model = convert_float_to_float16(onnx.load(str(uint8_model)), keep_io_types=True)
+    _sort_topologically(model.graph)
     onnx.checker.check_model(model, full_check=True)
     onnx.save(model, str(path))
     return path

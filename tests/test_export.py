@@ -199,3 +199,16 @@ def test_bad_input_is_one_sentence_and_exit_2(problem, run_dir, tmp_path):
     assert result.returncode == 2, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
     assert len([line for line in result.stderr.splitlines() if line.startswith("error:")]) == 1
+
+
+def test_fp16_variant_has_its_own_tolerance(run_dir, tmp_path):
+    result = run_module("export.to_onnx", "--run-dir", str(run_dir), "--model-dir", str(tmp_path), "--fp16")
+    assert result.returncode == 0, result.stderr
+    version_dir = tmp_path / "srgan" / "1"
+    model = onnx.load(version_dir / "model_fp16.onnx")
+    onnx.checker.check_model(model, full_check=True)
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer)
+    fp16 = json.loads((version_dir / "parity.json").read_text())["float16"]
+    assert fp16["passed"] and fp16["tolerance"]["max_uint8_diff"] == 8
+    assert fp16["pairs"][0]["identical"] >= 0.9

@@ -1,8 +1,11 @@
+import sys
+
 import numpy as np
 import pytest
 import tensorflow as tf
 import keras
 
+from tests.conftest import REPO
 from training.model import ModelSpec, PixelShuffle, build_discriminator, build_generator
 
 TINY = ModelSpec(channels=8, residual_blocks=2, disc_channels=4, disc_dense=8)
@@ -52,17 +55,11 @@ def test_discriminator_flatten_head_gives_one_logit_per_image():
     assert build_discriminator(spec, hr_size=32)(np.zeros((3, 32, 32, 3), "float32")).shape == (3, 1)
 
 
-def _article_pixel_shuffler(inputs, scale=2):
-    """The article's pixelShuffler/phaseShift (section 5.2), verbatim apart from names."""
-    batch_size, h, w = tf.shape(inputs)[0], tf.shape(inputs)[1], tf.shape(inputs)[2]
-    c = inputs.get_shape().as_list()[-1]
-    channel_target = c // (scale * scale)
-    channel_factor = c // channel_target
-    shape_1 = [batch_size, h, w, channel_factor // scale, channel_factor // scale]
-    shape_2 = [batch_size, h * scale, w * scale, 1]
-    splits = tf.split(inputs, channel_target, axis=3)
-    return tf.concat([tf.reshape(tf.transpose(tf.reshape(x, shape_1), [0, 1, 3, 2, 4]), shape_2)
-                      for x in splits], axis=3)
+def _article():
+    """benchmarks/article_reference.py: the article's code as written."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import article_reference
+    return article_reference
 
 
 def test_pixel_shuffle_is_the_articles_up_to_a_channel_permutation():
@@ -72,7 +69,7 @@ def test_pixel_shuffle_is_the_articles_up_to_a_channel_permutation():
     r, c_out = 2, 4
     dcr_to_article = [(i * r + j) * c_out + k for k in range(c_out) for i in range(r) for j in range(r)]
     ours = PixelShuffle(2)(x)
-    article = _article_pixel_shuffler(tf.gather(x, dcr_to_article, axis=3))
+    article = _article().pixelShuffler(tf.gather(x, dcr_to_article, axis=3))
     np.testing.assert_array_equal(ours.numpy(), article.numpy())
 
 
