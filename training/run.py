@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -25,9 +26,7 @@ def _optimizer(config: TrainConfig):
 
 
 def _save_config(config: TrainConfig, out_dir: Path) -> None:
-    data = {k: (dataclasses.asdict(v) if dataclasses.is_dataclass(v) else str(v) if isinstance(v, Path) else v)
-            for k, v in dataclasses.asdict(config).items()}
-    (out_dir / "config.json").write_text(json.dumps(data, indent=2, default=str) + "\n")
+    (out_dir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2, default=str) + "\n")
 
 
 @exit_on_user_error
@@ -55,9 +54,9 @@ def train(config: TrainConfig) -> dict:
     replicas = strategy.num_replicas_in_sync
     if config.batch_size % replicas:
         raise UserError(f"--batch-size {config.batch_size} must be a multiple of the {replicas} replicas.")
-    if config.crop_size % (16 if config.model.scale < 16 else config.model.scale):
-        raise UserError(f"--crop-size must be a multiple of 16 (the discriminator halves it four times), "
-                        f"got {config.crop_size}.")
+    multiple = math.lcm(16, config.model.scale)  # the discriminator halves the crop four times
+    if config.crop_size % multiple:
+        raise UserError(f"--crop-size must be a multiple of {multiple}, got {config.crop_size}.")
 
     with strategy.scope():
         content_loss = _content_loss(config)  # first: a missing VGG19 stops the run before any work
@@ -82,7 +81,8 @@ def train(config: TrainConfig) -> dict:
         nets = Networks(build_generator(config.model), build_discriminator(config.model, config.crop_size),
                         _optimizer(config), _optimizer(config), content_loss)
         # Non-chief workers of a multi-worker run write their (identical) checkpoints where nobody reads them.
-        checkpoint_dir = out_dir / "checkpoints" if chief else out_dir / f".worker-{id(strategy)}"
+        checkpoint_dir = (out_dir / "checkpoints" if chief
+                          else out_dir / f".worker-{strategy.cluster_resolver.task_id}")
         checkpoints = RunCheckpoints(checkpoint_dir, nets, config.model, config.keep_checkpoints)
         resumed = checkpoints.restore_latest()
     if resumed:
