@@ -31,7 +31,8 @@ import measure  # noqa: E402
 import report  # noqa: E402
 from onnx_flops import model_flops  # noqa: E402
 from serving.model_repository import resolve_version_dir  # noqa: E402
-from serving.onnx_runtime import create_session, default_providers, gpu_visible  # noqa: E402
+from serving.onnx_runtime import default_providers, gpu_visible  # noqa: E402
+from serving.servable import OnnxRunner, SavedModelRunner  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,19 +108,18 @@ def _images(batch: int, size: int) -> np.ndarray:
 
 
 def in_process_backends(config: LatencyConfig, version_dir: Path) -> dict:
-    backends = {}
+    """name → uint8 NHWC in, uint8 out: the SavedModel, and ONNX Runtime on each provider this machine has."""
+    runners = {}
     if "savedmodel" in config.backends:
-        import tensorflow as tf
-        serve = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
-        backends["savedmodel"] = lambda images: serve(images=tf.constant(images))["sr_images"].numpy()
+        runners["savedmodel"] = SavedModelRunner(version_dir)
     if "onnx" in config.backends:
         for provider in default_providers():
             name = provider if isinstance(provider, str) else provider[0]
-            session = create_session(version_dir / "model.onnx", [provider, "CPUExecutionProvider"]
-                                     if name != "CPUExecutionProvider" else [provider])
             label = "onnx-" + name.removesuffix("ExecutionProvider").lower()
-            backends[label] = lambda images, s=session: s.run(None, {"images": images})[0]
-    return backends
+            runners[label] = OnnxRunner(version_dir, [provider] if name == "CPUExecutionProvider"
+                                        else [provider, "CPUExecutionProvider"])
+    return {name: (lambda images, r=runner: r.run("serving_default", {"images": images})["sr_images"])
+            for name, runner in runners.items()}
 
 
 def _point(backend, size, batch, clients=1, batching=None, stats=None) -> dict:

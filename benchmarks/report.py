@@ -84,12 +84,7 @@ def plots(results: dict, out: Path) -> list[Path]:
         ax.plot(batches, [p["p99_ms"] for p in series], ls="--", color=line.get_color(), label=f"{backend} p99")
     ax.set(xlabel="batch size", ylabel="latency (ms)", title=f"Latency vs batch, {size}×{size} → "
            f"{4 * size}×{4 * size}")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    paths.append(out / "latency_vs_batch.png")
-    fig.tight_layout()
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
+    paths.append(_save(fig, ax, out / "latency_vs_batch.png"))
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for batching in (False, True, None):
@@ -106,10 +101,15 @@ def plots(results: dict, out: Path) -> list[Path]:
                    label=f"best in-process ({top['backend']}, batch {top['batch']})")
     ax.set(xlabel="concurrent clients (batch 1 each)", ylabel="images / s",
            title="Throughput vs concurrency over gRPC")
+    paths.append(_save(fig, ax, out / "throughput_vs_concurrency.png"))
+    return paths
+
+
+def _save(fig, ax, path: Path) -> Path:
+    import matplotlib.pyplot as plt
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    paths.append(out / "throughput_vs_concurrency.png")
     fig.tight_layout()
-    fig.savefig(paths[-1], dpi=120)
+    fig.savefig(path, dpi=120)
     plt.close(fig)
-    return paths
+    return path

@@ -75,13 +75,9 @@ def make_upscaler(config: UpscaleConfig):
         version_dir = resolve_version_dir(config.model_dir)
     except FileNotFoundError as error:
         raise UsageError(f"{error}; export one with python -m export.to_onnx.") from None
-    if config.backend == "onnx":
-        from serving.onnx_runtime import create_session
-        session = create_session(version_dir / "model.onnx")
-        return (lambda images: session.run(None, {"images": images})[0]), version_dir
-    import tensorflow as tf
-    serve = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
-    return (lambda images: serve(images=tf.constant(images))["sr_images"].numpy()), version_dir
+    from serving.servable import OnnxRunner, SavedModelRunner
+    runner = OnnxRunner(version_dir) if config.backend == "onnx" else SavedModelRunner(version_dir)
+    return (lambda images: runner.run("serving_default", {"images": images})["sr_images"]), version_dir
 
 
 def read_image(path: Path) -> Image.Image:
