@@ -15,6 +15,7 @@ from PIL import Image
 
 from export import graphs
 from serving.onnx_runtime import create_session, gpu_visible
+from training.samples import to_uint8  # the exported graphs' own conversion: round half to even, clip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,11 +40,6 @@ class Backend:
 
 def to_unit(images: np.ndarray) -> np.ndarray:
     return images.astype(np.float32) / 127.5 - 1.0
-
-
-def to_uint8(unit: np.ndarray) -> np.ndarray:
-    """The graphs' own conversion: round half to even, clip."""
-    return np.clip(np.round((unit.astype(np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
 # -- inputs ---------------------------------------------------------------------------------------------------
