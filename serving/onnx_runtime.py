@@ -1,7 +1,8 @@
 """ONNX Runtime sessions for the exported model: the best provider this machine really has.
 
 Providers are tried TensorRT → CUDA → CPU, and the GPU ones are asked for only when the CUDA driver reports a
-device (onnxruntime-gpu lists them everywhere and logs errors when they cannot start).
+device, TensorRT only when its library loads (onnxruntime-gpu lists both everywhere and prints an error block
+when one cannot start; measured on an H100 machine without TensorRT).
 `session.get_providers()[0]` tells which provider really runs the graph.
 """
 
@@ -26,6 +27,18 @@ def gpu_visible() -> bool:
     return cuda.cuInit(0) == 0 and cuda.cuDeviceGetCount(ctypes.byref(count)) == 0 and count.value > 0
 
 
+@functools.cache
+def tensorrt_loadable() -> bool:
+    """True when TensorRT's runtime library (which the TensorRT provider needs) can be loaded."""
+    for name in ("libnvinfer.so.10", "libnvinfer.so"):
+        try:
+            ctypes.CDLL(name)
+            return True
+        except OSError:
+            pass
+    return False
+
+
 def cuda_options(parity: bool = False, cuda_graph: bool = False) -> dict:
     """CUDA provider options that matter for a stack of 3×3 convolutions."""
     return {
@@ -41,7 +54,7 @@ def default_providers(parity: bool = False, cuda_graph: bool = False) -> list:
     available = ort.get_available_providers()
     providers = []
     if gpu_visible():
-        if "TensorrtExecutionProvider" in available and not cuda_graph:
+        if "TensorrtExecutionProvider" in available and not cuda_graph and tensorrt_loadable():
             providers.append(("TensorrtExecutionProvider", {"trt_fp16_enable": "0" if parity else "1",
                                                             "trt_engine_cache_enable": "1"}))
         if "CUDAExecutionProvider" in available:
