@@ -5,14 +5,19 @@ rebuild the generator without guessing. Restoring tries the newest checkpoint fi
 older one if the newest is unreadable (a truncated file after a crash).
 """
 
+import dataclasses
 import sys
 from pathlib import Path
 
+import keras
 import tensorflow as tf
 
 from training.errors import UserError
-from training.model import ModelSpec
+from training.model import ModelSpec, build_generator
+from training.model.spec import SPEC_FILENAME
 from training.step import Networks
+
+WEIGHTS_FILENAME = "generator.weights.h5"  # a shipped generator: these weights with model.json beside them
 
 PRETRAIN, GAN = 0, 1  # values of the `phase` variable
 
@@ -31,6 +36,12 @@ class RunCheckpoints:
             generator=nets.generator, discriminator=nets.discriminator, g_optimizer=nets.g_optimizer,
             d_optimizer=nets.d_optimizer, step=self.step, epoch=self.epoch, phase=self.phase)
         self.manager = tf.train.CheckpointManager(self.checkpoint, self.directory, max_to_keep=max_to_keep)
+
+    def keep(self, name: str) -> str:
+        """A checkpoint outside the manager's rotation (the end of pre-training: the SRResNet)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.spec.save(self.directory)
+        return self.checkpoint.write(str(self.directory / name))
 
     def check_spec(self) -> None:
         """Refuse to resume a run whose networks were a different size."""
@@ -59,3 +70,57 @@ class RunCheckpoints:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.spec.save(self.directory)
         return self.manager.save(checkpoint_number=int(self.step.numpy()))
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainedGenerator:
+    model: keras.Model
+    spec: ModelSpec
+    checkpoint: str  # the checkpoint prefix or weights file it was loaded from
+    step: int
+
+
+def load_generator(checkpoint: str) -> TrainedGenerator:
+    """The float32 generator with the checkpoint's weights; UserError if they cannot be read."""
+    spec, generator = _empty_generator(Path(checkpoint).parent)
+    try:
+        reader = tf.train.load_checkpoint(checkpoint)
+        step = int(reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE")) if reader.has_tensor(
+            "step/.ATTRIBUTES/VARIABLE_VALUE") else 0
+        tf.train.Checkpoint(generator=generator).restore(checkpoint).expect_partial() \
+            .assert_existing_objects_matched()
+    except (tf.errors.OpError, ValueError, AssertionError, IndexError) as error:  # Index: truncated
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise UserError(f"checkpoint {checkpoint} is unreadable or does not hold a generator of {spec} "
+                        f"({first_line[:200]}).") from None
+    return TrainedGenerator(generator, spec, checkpoint, step)
+
+
+def _empty_generator(spec_dir: Path) -> tuple[ModelSpec, keras.Model]:
+    if not (spec_dir / SPEC_FILENAME).exists():
+        raise UserError(f"{spec_dir / SPEC_FILENAME} is missing: it records the generator's sizes and is "
+                        "written by training.run beside its checkpoints.")
+    spec = ModelSpec.load(spec_dir)
+    keras.mixed_precision.set_global_policy("float32")  # a mixed-precision run still exports float32
+    return spec, build_generator(spec)
+
+
+def load_weights(path: Path) -> TrainedGenerator:
+    """A shipped generator: a folder holding generator.weights.h5 and model.json, or such a weights file."""
+    path = Path(path)
+    weights = path / WEIGHTS_FILENAME if path.is_dir() else path
+    if not weights.is_file():
+        raise UserError(f"{weights} does not exist; pass a folder with {WEIGHTS_FILENAME} and {SPEC_FILENAME} "
+                        "(such as training/pretrained/photos) or a .weights.h5 file.")
+    spec, generator = _empty_generator(weights.parent)
+    try:
+        generator.load_weights(str(weights))
+    except (OSError, ValueError, KeyError) as error:
+        raise UserError(f"{weights} does not hold a generator of {spec} ({str(error).splitlines()[0][:200]}).") \
+            from None
+    card = weights.parent / "card.json"
+    step = 0
+    if card.is_file():
+        import json
+        step = int(json.loads(card.read_text()).get("step", 0))
+    return TrainedGenerator(generator, spec, str(weights), step)

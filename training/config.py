@@ -12,11 +12,12 @@ from training.model import ModelSpec
 class TrainConfig:
     preset: str = "demo"
     # Data
-    dataset: str = "auto"  # auto | demo | celeba | folder
+    dataset: str = "auto"  # auto | demo | photos | celeba | folder
     data_dir: Path | None = None
     max_images: int | None = None  # the first N files (CelebA: the article's 10 661)
     cache_dir: Path = Path("cache")
     crop_size: int = 128
+    eval_size: int | None = None  # side of the held-out centre crops; default: crop_size
     antialias: bool = False
     augment: bool = True
     # Model
@@ -26,10 +27,14 @@ class TrainConfig:
     steps_per_epoch: int | None = None  # default: one pass over the training images
     batch_size: int = 30
     pretrain_steps: int = 0
-    content_loss: str = "vgg"  # vgg | mse
+    pixel_loss: str = "mse"  # mse | l1: the pre-training loss
+    content_loss: str = "vgg"  # vgg | mse | auto (vgg where its weights are on disk, else mse)
     vgg_weights: Path | None = None
     vgg_imagenet_preprocessing: bool = False
     learning_rate: float = 1e-4
+    lr_schedule: str = "constant"  # constant | cosine (over the pre-training)
+    gan_learning_rate: float | None = None  # the generator's in the GAN phase; default: learning_rate
+    residual_init_scale: float = 1.0  # × the initial weights of each residual block's second conv
     seed: int | None = None
     # Speed
     xla: bool = True
@@ -41,6 +46,7 @@ class TrainConfig:
     checkpoint_every: int = 20  # epochs
     keep_checkpoints: int = 3
     log_every: int = 10  # steps between TensorBoard scalars
+    eval_every: int = 0  # pre-training steps between held-out evaluations (+ checkpoint); 0: at its end
 
 
 PRESETS = {
@@ -53,6 +59,15 @@ PRESETS = {
     "demo": TrainConfig(preset="demo", dataset="auto", epochs=2, steps_per_epoch=4, batch_size=4,
                         pretrain_steps=24, content_loss="mse", checkpoint_every=1, log_every=4,
                         out_dir=Path("runs/demo")),
+    # A real model on a 2-core CPU: the article's generator, unchanged, pre-trained on the photographs that
+    # ship with scikit-image and matplotlib (whole photographs held out), antialiased bicubic degradation,
+    # BasicSR's SRResNet recipe (L1, Adam 2e-4 cosine-decayed, residual branches initialised ×0.1, 96×96
+    # crops as in the SRGAN paper), then a short GAN fine-tune with the article's losses.
+    "photos": TrainConfig(preset="photos", dataset="photos", crop_size=96, eval_size=256, antialias=True,
+                          epochs=3, steps_per_epoch=40, batch_size=16, pretrain_steps=4000, pixel_loss="l1",
+                          content_loss="auto", learning_rate=2e-4, lr_schedule="cosine",
+                          gan_learning_rate=1e-5, residual_init_scale=0.1, seed=1, checkpoint_every=1,
+                          log_every=25, eval_every=250, out_dir=Path("runs/photos")),
 }
 
 _MODEL_FLAGS = {"channels": int, "residual_blocks": int, "disc_channels": int, "disc_dense": int,
@@ -66,14 +81,17 @@ def build_parser() -> argparse.ArgumentParser:
                     "resumes from its latest checkpoint.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter, argument_default=argparse.SUPPRESS)
     p.add_argument("--preset", choices=sorted(PRESETS), default="demo",
-                   help="demo: runs in minutes on a CPU, no download; seed: the article's settings on CelebA")
+                   help="demo: runs in minutes on a CPU, no download; photos: trains a real model on a CPU "
+                        "(~2 h on 2 cores), no download; seed: the article's settings on CelebA")
     data = p.add_argument_group("data")
-    data.add_argument("--dataset", choices=["auto", "demo", "celeba", "folder"],
-                      help="auto: demo without --data-dir, celeba for img_align_celeba, else folder")
+    data.add_argument("--dataset", choices=["auto", "demo", "photos", "celeba", "folder"],
+                      help="auto: demo without --data-dir, celeba for img_align_celeba, else folder; "
+                           "photos: whole photographs shipped with scikit-image and matplotlib")
     data.add_argument("--data-dir", type=Path, help="CelebA's img_align_celeba or any folder of images")
     data.add_argument("--max-images", type=int, help="use the first N files (sorted)")
     data.add_argument("--cache-dir", type=Path, help="where centre crops and converted images are kept")
     data.add_argument("--crop-size", type=int, help="HR crop side; LR is crop-size / scale")
+    data.add_argument("--eval-size", type=int, help="side of the held-out centre crops (default: crop size)")
     data.add_argument("--antialias", action=argparse.BooleanOptionalAction,
                       help="antialiased bicubic downsampling (the literature's benchmarks) instead of the "
                            "article's plain tf.image.resize bicubic")
@@ -91,13 +109,21 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--steps-per-epoch", type=int, help="default: one pass over the training images")
     opt.add_argument("--batch-size", type=int, help="global batch (article: 30)")
     opt.add_argument("--pretrain-steps", type=int, help="generator-only pixel-MSE steps before the GAN")
-    opt.add_argument("--content-loss", choices=["vgg", "mse"],
-                     help="vgg: MSE of VGG19 block5_conv4 features (article); mse: pixel MSE")
+    opt.add_argument("--pixel-loss", choices=["mse", "l1"], help="the pre-training loss")
+    opt.add_argument("--content-loss", choices=["vgg", "mse", "auto"],
+                     help="vgg: MSE of VGG19 block5_conv4 features (article); mse: pixel MSE; auto: vgg "
+                          "when the weights are on disk (--vgg-weights or Keras' cache), else mse")
     opt.add_argument("--vgg-weights", type=Path, help="VGG19 ImageNet weights file (notop .h5)")
     opt.add_argument("--vgg-imagenet-preprocessing", action=argparse.BooleanOptionalAction,
                      help="feed VGG19 its ImageNet input (BGR, mean-subtracted) instead of the article's "
                           "[-1, 1] images")
     opt.add_argument("--learning-rate", type=float, help="Adam learning rate (article: 1e-4)")
+    opt.add_argument("--lr-schedule", choices=["constant", "cosine"],
+                     help="cosine: decay the pre-training rate to 1/1000 by its last step")
+    opt.add_argument("--gan-learning-rate", type=float,
+                     help="the generator's rate in the GAN phase (default: --learning-rate)")
+    opt.add_argument("--residual-init-scale", type=float,
+                     help="scale of the initial weights of each residual block's second conv")
     opt.add_argument("--seed", type=int, help="random seed for weights and data order")
     speed = p.add_argument_group("speed")
     speed.add_argument("--xla", action=argparse.BooleanOptionalAction, help="compile the step with XLA")
@@ -112,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--checkpoint-every", type=int, help="epochs between checkpoints (article: 20)")
     out.add_argument("--keep-checkpoints", type=int, help="how many checkpoints to keep")
     out.add_argument("--log-every", type=int, help="steps between TensorBoard scalars")
+    out.add_argument("--eval-every", type=int,
+                     help="pre-training steps between held-out evaluations and checkpoints (0: at its end)")
     return p
 
 

@@ -22,6 +22,7 @@ class Schedule:
     batch_size: int
     checkpoint_every: int
     log_every: int
+    eval_every: int = 0  # pre-training steps between held-out evaluations and checkpoints; 0: at the end
 
 
 class Interrupted(Exception):
@@ -68,8 +69,12 @@ class Trainer:
             if int(self.ckpt.phase.numpy()) == PRETRAIN:
                 done = int(self.ckpt.step.numpy())
                 if done < s.pretrain_steps:
-                    self._steps(self.steps.pretrain, s.pretrain_steps - done, "pre-training", stop)
+                    if done == 0 and s.eval_every:
+                        self.evaluate("pretrain-curve", self.out_dir / "samples" / "pretrain_000000.png")
+                    self._pretrain(done, stop)
                     self.evaluate("pretrain", self.out_dir / "samples" / "pretrain.png")
+                    if self.write_files:
+                        self.ckpt.keep("srresnet")  # the pre-trained generator, kept past the rotation
                 self.ckpt.phase.assign(GAN)
                 if s.pretrain_steps:
                     self._checkpoint()
@@ -82,6 +87,20 @@ class Trainer:
                 self.evaluate("epoch", self.out_dir / "samples" / f"epoch_{epoch + 1:04d}.png")
                 if (epoch + 1) % s.checkpoint_every == 0 or epoch + 1 == s.epochs:
                     self._checkpoint()
+
+    def _pretrain(self, done: int, stop: StopRequest) -> None:
+        """Pre-training up to its last step, evaluated and checkpointed every `eval_every` steps."""
+        s = self.schedule
+        while done < s.pretrain_steps:
+            chunk = s.pretrain_steps - done
+            if s.eval_every:
+                chunk = min(chunk, s.eval_every - done % s.eval_every)
+            self._steps(self.steps.pretrain, chunk, f"pre-training {done}→{done + chunk}/{s.pretrain_steps}",
+                        stop)
+            done = int(self.ckpt.step.numpy())
+            if done < s.pretrain_steps:
+                self.evaluate("pretrain-curve", self.out_dir / "samples" / f"pretrain_{done:06d}.png")
+                self._checkpoint()
 
     def _steps(self, step_fn, count: int, description: str, stop: StopRequest) -> None:
         s = self.schedule
@@ -97,7 +116,7 @@ class Trainer:
                     totals[k] = totals.get(k, 0.0) + v
                 bar.update(s.batch_size)
                 bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if k in ("g_loss", "d_loss",
-                                                                                  "pretrain_mse")})
+                                                                                  "pretrain_loss")})
                 if self.write_files and step % s.log_every == 0:
                     self.log.scalars(step, logs, "step/")
                 if stop.requested:

@@ -15,6 +15,14 @@ def pixel_mse(hr, sr):
     return _mean_per_example(tf.math.squared_difference(hr, sr))
 
 
+def pixel_l1(hr, sr):
+    """Per-example mean absolute error in [-1, 1] pixel space (EDSR's and BasicSR's SRResNet pre-training)."""
+    return _mean_per_example(tf.abs(hr - sr))
+
+
+PIXEL_LOSSES = {"mse": pixel_mse, "l1": pixel_l1}
+
+
 def _imagenet_input(x):
     # [-1, 1] RGB → VGG's own input: 0–255 BGR minus the ImageNet channel means.
     rgb = (x + 1.0) * 127.5

@@ -13,15 +13,20 @@ from training.errors import UserError, exit_on_user_error
 
 def _content_loss(config: TrainConfig):
     from training import losses
-    if config.content_loss == "mse":
+    from training.vgg import load_vgg_features, vgg_weights_on_disk
+    kind = config.content_loss
+    if kind == "auto":
+        kind = "vgg" if config.vgg_weights or vgg_weights_on_disk() else "mse"
+        print(f"content loss: {kind} ({'VGG19 weights found' if kind == 'vgg' else 'no VGG19 weights on disk'})",
+              flush=True)
+    if kind == "mse":
         return losses.pixel_mse
-    from training.vgg import load_vgg_features
     return losses.VggContentLoss(load_vgg_features(config.vgg_weights), config.vgg_imagenet_preprocessing)
 
 
-def _optimizer(config: TrainConfig):
+def _optimizer(config: TrainConfig, learning_rate):
     import keras
-    adam = keras.optimizers.Adam(learning_rate=config.learning_rate, beta_1=0.9, beta_2=0.999, epsilon=1e-8)
+    adam = keras.optimizers.Adam(learning_rate=learning_rate, beta_1=0.9, beta_2=0.999, epsilon=1e-8)
     return keras.optimizers.LossScaleOptimizer(adam) if config.mixed_precision else adam
 
 
@@ -43,7 +48,9 @@ def train(config: TrainConfig) -> dict:
     from training.loop import HeldOut, Schedule, Trainer
     from training.model import build_discriminator, build_generator
     from training.run_log import RunLog
+    from training.losses import PIXEL_LOSSES
     from training.samples import bicubic_upscale, save_held_out
+    from training.schedule import PretrainThenGan
     from training.step import Networks, TrainSteps
 
     started = time.perf_counter()
@@ -71,15 +78,20 @@ def train(config: TrainConfig) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     pipe_config = pipeline.PipelineConfig(config.crop_size, config.model.scale, config.augment,
                                           config.antialias)
-    lr, hr = pipeline.held_out_pairs(manifest.test, pipe_config)
+    lr, hr = pipeline.held_out_pairs(manifest.test, pipe_config, config.eval_size)
     held_out = HeldOut(lr, hr, bicubic_upscale(lr, config.model.scale), config.model.scale)
     if chief:
         save_held_out(lr, hr, out_dir / "test_images")
         _save_config(config, out_dir)
 
     with strategy.scope():
-        nets = Networks(build_generator(config.model), build_discriminator(config.model, config.crop_size),
-                        _optimizer(config), _optimizer(config), content_loss)
+        gan_rate = config.gan_learning_rate or config.learning_rate
+        g_rate = PretrainThenGan(config.learning_rate, config.pretrain_steps, gan_rate,
+                                 cosine=config.lr_schedule == "cosine")
+        nets = Networks(build_generator(config.model, residual_init_scale=config.residual_init_scale),
+                        build_discriminator(config.model, config.crop_size),
+                        _optimizer(config, g_rate), _optimizer(config, gan_rate), content_loss,
+                        PIXEL_LOSSES[config.pixel_loss])
         # Non-chief workers of a multi-worker run write their (identical) checkpoints where nobody reads them.
         checkpoint_dir = (out_dir / "checkpoints" if chief
                           else out_dir / f".worker-{strategy.cluster_resolver.task_id}")
@@ -91,8 +103,9 @@ def train(config: TrainConfig) -> dict:
 
     steps_per_epoch = config.steps_per_epoch or max(1, len(manifest.train) // config.batch_size)
     schedule = Schedule(config.pretrain_steps, config.epochs, steps_per_epoch, config.batch_size,
-                        config.checkpoint_every, config.log_every)
-    dataset = pipeline.training_dataset(manifest.train, pipe_config, config.batch_size, manifest.fixed_size)
+                        config.checkpoint_every, config.log_every, config.eval_every)
+    dataset = pipeline.training_dataset(manifest.train, pipe_config, config.batch_size, manifest.fixed_size,
+                                        in_memory=kind == "photos")
     batches = iter(strategy.experimental_distribute_dataset(dataset) if replicas > 1 else dataset)
     log = RunLog(out_dir)
     trainer = Trainer(TrainSteps(nets, strategy, config.batch_size, config.xla), batches, checkpoints,

@@ -20,6 +20,7 @@ class Networks:
     g_optimizer: keras.optimizers.Optimizer
     d_optimizer: keras.optimizers.Optimizer
     content_loss: object  # (hr, sr) -> per-example loss
+    pixel_loss: object = losses.pixel_mse  # (hr, sr) -> per-example loss of the pre-training
 
 
 def _scale(optimizer, loss):
@@ -48,10 +49,10 @@ class TrainSteps:
         g = self.nets.generator
         with tf.GradientTape() as tape:
             sr = g(lr, training=True)
-            loss = self._average(losses.pixel_mse(hr, sr))
+            loss = self._average(self.nets.pixel_loss(hr, sr))
             scaled = _scale(self.nets.g_optimizer, loss)
         grads = tape.gradient(scaled, g.trainable_variables)
-        return grads, {"pretrain_mse": loss}
+        return grads, {"pretrain_loss": loss}
 
     def _gan_gradients(self, lr, hr):
         g, d = self.nets.generator, self.nets.discriminator

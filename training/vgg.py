@@ -1,5 +1,6 @@
 """The frozen VGG19 feature extractor behind the article's content loss, and where its weights come from."""
 
+import os
 from pathlib import Path
 
 import keras
@@ -13,6 +14,12 @@ KERAS_WEIGHTS_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
 def _remedies() -> str:
     return (f"pass --vgg-weights FILE (Keras' {KERAS_WEIGHTS_FILE}), put that file in "
             f"~/.keras/models/, allow Keras to download it, or train with --content-loss mse")
+
+
+def vgg_weights_on_disk() -> bool:
+    """Whether Keras' cache already holds the VGG19 weights (so `weights="imagenet"` needs no download)."""
+    cache = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
+    return (cache / "models" / KERAS_WEIGHTS_FILE).is_file()
 
 
 def load_vgg_features(weights_file: Path | None = None) -> keras.Model:

@@ -64,13 +64,18 @@ def _make_pair(config: PipelineConfig):
     return make_pair
 
 
-def training_dataset(paths, config: PipelineConfig, batch_size: int, fixed_size: int | None) -> tf.data.Dataset:
-    """An endless dataset of (LR, HR) batches in [-1, 1], reshuffled every pass over the files."""
+def training_dataset(paths, config: PipelineConfig, batch_size: int, fixed_size: int | None,
+                     in_memory: bool = False) -> tf.data.Dataset:
+    """An endless dataset of (LR, HR) batches in [-1, 1], reshuffled every pass over the files.
+
+    Decoded images are kept in memory when they share one small size (crops) or when `in_memory` says that
+    the whole photographs fit (a handful of them, as in the photos data set).
+    """
     ds = tf.data.Dataset.from_tensor_slices(list(paths))
     ds = ds.map(_decode, num_parallel_calls=AUTOTUNE)
     # A file that PIL accepted but TensorFlow cannot decode is dropped (and logged) rather than fatal.
     ds = ds.ignore_errors(log_warning=True)
-    if fixed_size is not None and len(paths) * fixed_size * fixed_size * 3 < 4 << 30:
+    if in_memory or (fixed_size is not None and len(paths) * fixed_size * fixed_size * 3 < 4 << 30):
         ds = ds.cache()  # decoded crops fit in memory (CelebA's 10 656 crops are 0.5 GB)
     ds = ds.shuffle(min(len(paths), config.shuffle_buffer), reshuffle_each_iteration=True).repeat()
     ds = ds.map(_make_pair(config), num_parallel_calls=AUTOTUNE)
@@ -78,14 +83,16 @@ def training_dataset(paths, config: PipelineConfig, batch_size: int, fixed_size:
     return ds.prefetch(AUTOTUNE)
 
 
-def held_out_pairs(paths, config: PipelineConfig) -> tuple[np.ndarray, np.ndarray]:
-    """The held-out images as uint8 arrays (LR, HR): centre crop, no augmentation, the same degradation."""
+def held_out_pairs(paths, config: PipelineConfig, size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The held-out images as uint8 arrays (LR, HR): centre crop of `size` (default: the training crop), no
+    augmentation, the same degradation."""
+    size = size or config.crop_size
     hr, lr = [], []
     for path in paths:
         image = _decode(path)
         h, w = image.shape[:2]
-        top, left = (h - config.crop_size) // 2, (w - config.crop_size) // 2
-        crop = tf.cast(image[top:top + config.crop_size, left:left + config.crop_size], tf.float32)
+        top, left = (h - size) // 2, (w - size) // 2
+        crop = tf.cast(image[top:top + size, left:left + size], tf.float32)
         hr.append(crop.numpy().astype(np.uint8))
         lr.append(downsample(crop, config).numpy().astype(np.uint8))
     return np.stack(lr), np.stack(hr)

@@ -6,6 +6,8 @@
   them, converted to PNG where not; random crops are cut at training time; the last 5 are held out.
 - demo: real photographs that ship inside scikit-image, cut into 128×128 tiles; one tile of each of five
   photos is held out. Needs no download.
+- photos: the whole photographs of `training.data.photos` (scikit-image's and matplotlib's), random crops cut at
+  training time; whole photographs held out. Needs no download.
 
 A bad file (empty, corrupt, not an image, too small, too large) is skipped and counted, never fatal. The
 manifest is written last and the cache folder renamed into place, so an interrupted preparation is resumed,
@@ -24,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from training.data import photos
 from training.data.images import (IMAGE_SUFFIXES, BadImage, ImageReport, center_crop, read_rgb,
                                   save_png)
 from training.errors import UserError
@@ -96,6 +99,9 @@ def prepare(kind: str, data_dir: Path | None, cache_dir: Path, crop_size: int,
                             f"{DEMO_TILE} or less, or pass --data-dir with larger images.")
         files = [demo_photo_dir() / name for name in DEMO_PHOTOS]
         builder = _build_demo
+    elif kind == "photos":
+        files = [photo.path() for photo in photos.TRAINING_PHOTOS + photos.HELD_OUT_PHOTOS]
+        builder = _build_photos
     else:
         if data_dir is None or not data_dir.is_dir():
             raise UserError(f"data folder {data_dir} does not exist; pass --data-dir with a folder of images"
@@ -227,6 +233,26 @@ def _build_demo(files: list[Path], out_dir: Path, crop_size: int) -> Manifest:
         raise UserError(f"the demo photographs in {demo_photo_dir()} are incomplete ({report.summary()}); "
                         "reinstall scikit-image or pass --data-dir with your own images.")
     return Manifest("demo", tuple(train), tuple(test), report, DEMO_TILE)
+
+
+def _build_photos(files: list[Path], out_dir: Path, crop_size: int) -> Manifest:
+    # Every photograph stored once as RGB PNG (grey ones too), so tf.data decodes them all the same way.
+    report = ImageReport()
+    stored = []
+    for path in files:
+        try:
+            rgb, converted = read_rgb(path, min_size=crop_size)
+        except (BadImage, FileNotFoundError) as bad:
+            report.skip(path, getattr(bad, "reason", "missing"))
+            continue
+        report.used += 1
+        report.converted += converted
+        stored.append(_save_once(rgb, out_dir / "photos" / f"{path.stem}.png"))
+    held_out = len(photos.HELD_OUT_PHOTOS)
+    if report.skipped:
+        raise UserError(f"the shipped photographs are incomplete ({report.summary()}); reinstall scikit-image "
+                        "and matplotlib or pass --data-dir with your own images.")
+    return Manifest("photos", tuple(stored[:-held_out]), tuple(stored[-held_out:]), report, None)
 
 
 def _require_enough(images: list[str], report: ImageReport) -> None:

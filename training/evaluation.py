@@ -1,0 +1,85 @@
+"""Scoring super-resolution on whole photographs the model never saw, as the literature does.
+
+Each photograph is cropped to a multiple of the scale, degraded the way training degrades (antialiased
+bicubic by default), then upscaled by the model and by the classical baselines. PSNR/SSIM on Y with a
+`scale`-pixel border crop (`training.metrics`). Used by `training.publish` (the shipped model's card) and by
+`benchmarks/quality.py` (any exported version), so both report the same numbers.
+"""
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+from training import metrics
+from training.data import photos
+from training.data.images import read_rgb
+from training.data.pipeline import PipelineConfig, downsample, to_unit_range
+from training.samples import bicubic_upscale
+
+
+@dataclasses.dataclass(frozen=True)
+class Pair:
+    name: str
+    lr: np.ndarray  # uint8 H×W×3
+    hr: np.ndarray  # uint8 (scale·H)×(scale·W)×3
+
+
+def make_pair(name: str, rgb: np.ndarray, scale: int = 4, antialias: bool = True) -> Pair:
+    h, w = (rgb.shape[0] // scale) * scale, (rgb.shape[1] // scale) * scale
+    hr = rgb[:h, :w]
+    lr = downsample(tf.constant(hr, tf.float32), PipelineConfig(scale=scale, antialias=antialias))
+    return Pair(name, lr.numpy().astype(np.uint8), hr)
+
+
+def held_out_pairs(scale: int = 4, antialias: bool = True, image_dir: Path | None = None) -> list[Pair]:
+    """The photos data set's held-out photographs (default) or every image in `image_dir`."""
+    if image_dir is None:
+        paths = [photo.path() for photo in photos.HELD_OUT_PHOTOS]
+    else:
+        from training.data.sources import list_images
+        paths = list_images(Path(image_dir), recursive=False)
+    return [make_pair(path.stem, read_rgb(path, min_size=4 * scale)[0], scale, antialias) for path in paths]
+
+
+def lanczos_upscale(lr: np.ndarray, scale: int) -> np.ndarray:
+    h, w = lr.shape[:2]
+    return np.asarray(Image.fromarray(lr).resize((w * scale, h * scale), Image.LANCZOS))
+
+
+BASELINES = {"bicubic": lambda lr, scale: bicubic_upscale(lr[None], scale)[0], "lanczos": lanczos_upscale}
+
+
+def score_image(sr: np.ndarray, hr: np.ndarray, scale: int) -> dict:
+    return {"psnr": float(metrics.psnr_y(sr[None], hr[None], scale)[0]),
+            "ssim": float(metrics.ssim_y(sr[None], hr[None], scale)[0])}
+
+
+def score(upscalers: dict, pairs: list[Pair], scale: int = 4, keep_outputs: bool = False) -> dict:
+    """{method: {"images": {name: {psnr, ssim}}, "psnr": mean, "ssim": mean}} for every upscaler
+    (uint8 H×W×3 LR → uint8 SR); with `keep_outputs`, each method's images under "outputs"."""
+    results = {}
+    for method, upscale in upscalers.items():
+        per_image, outputs = {}, {}
+        for pair in pairs:
+            sr = upscale(pair.lr, scale) if method in BASELINES else upscale(pair.lr)
+            per_image[pair.name] = score_image(sr, pair.hr, scale)
+            if keep_outputs:
+                outputs[pair.name] = sr
+        results[method] = {"images": per_image,
+                           "psnr": float(np.mean([v["psnr"] for v in per_image.values()])),
+                           "ssim": float(np.mean([v["ssim"] for v in per_image.values()]))}
+        if keep_outputs:
+            results[method]["outputs"] = outputs
+    return results
+
+
+def keras_upscaler(generator):
+    """uint8 LR → uint8 SR through a Keras generator, with the exported graphs' conversion."""
+    from training.samples import to_uint8
+
+    def upscale(lr: np.ndarray) -> np.ndarray:
+        return to_uint8(generator(to_unit_range(lr[None]), training=False))[0]
+    return upscale
