@@ -4,7 +4,8 @@
   scaling to [-1, 1] and back (round half to even, clip) happens inside the graph.
 - float (`predict_float`, model_float.onnx): float32 [-1, 1] → float32 [-1, 1], the training model's own
   interface, kept for parity checks.
-- encoded (`predict_encoded`, SavedModel only): PNG/JPEG/BMP/GIF bytes, one image per element → PNG bytes.
+- encoded (`predict_encoded`, SavedModel only): PNG/JPEG/BMP/GIF bytes, one image per element → PNG bytes
+  (`sr_png_bytes`: TF Serving's REST API base64-encodes outputs whose name ends in `_bytes`).
 """
 
 import keras
@@ -15,7 +16,7 @@ UINT8_OUTPUT = "sr_images"
 FLOAT_INPUT = "lr"
 FLOAT_OUTPUT = "sr"
 ENCODED_INPUT = "image_bytes"
-ENCODED_OUTPUT = "sr_png"
+ENCODED_OUTPUT = "sr_png_bytes"  # "_bytes": TF Serving's REST API base64-encodes it
 
 UINT8_SPEC = tf.TensorSpec([None, None, None, 3], tf.uint8, name=UINT8_INPUT)
 FLOAT_SPEC = tf.TensorSpec([None, None, None, 3], tf.float32, name=FLOAT_INPUT)
@@ -57,6 +58,10 @@ class ServingModule(tf.Module):
     def __init__(self, generator: keras.Model):
         super().__init__(name="srgan")
         self.generator = generator
+        # The tf.Variables behind Keras 3's variables, tracked here so that the SavedModel's restore op fills
+        # the very handles the signatures read. Without this, graph-mode loaders (tensorflow_model_server,
+        # saved_model_cli) restore one copy and run on another, uninitialised one (keras-team/keras#20095).
+        self.backing_variables = [v.value for v in generator.variables]
         self.serve_uint8 = uint8_function(generator)
         self.serve_float = float_function(generator)
         self.serve_encoded = encoded_function(generator)

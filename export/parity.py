@@ -1,11 +1,13 @@
 """Parity, measured: the same inputs through every backend, compared in float and in uint8 space.
 
-Backends: the Keras generator (the reference), the SavedModel loaded back from disk, ONNX Runtime on CPU and,
-where a GPU is visible, on CUDA. Inputs: the run's held-out images, crops of real photographs, and random
+Backends: the Keras generator (the reference), the SavedModel loaded back from disk both eagerly and the way
+TF Serving loads it (graph mode: restore op, init op; every signature, the encoded-image one included), ONNX
+Runtime on CPU and, where a GPU is visible, on CUDA. A backend that fails to load or run fails the parity. Inputs: the run's held-out images, crops of real photographs, and random
 images, at batch 1 and 4, 32×32 and the non-square 40×56 (plus an odd 17×23).
 """
 
 import dataclasses
+import io
 import json
 from pathlib import Path
 
@@ -14,6 +16,7 @@ import tensorflow as tf
 from PIL import Image
 
 from export import graphs
+from serving.errors import describe
 from serving.onnx_runtime import create_session, gpu_visible
 from training.samples import to_uint8  # the exported graphs' own conversion: round half to even, clip
 
@@ -92,6 +95,27 @@ def saved_model_backend(directory: Path) -> Backend:
                    lambda im: default(**{graphs.UINT8_INPUT: tf.constant(im)})[graphs.UINT8_OUTPUT].numpy())
 
 
+def graph_saved_model_backends(directory: Path) -> list[Backend]:
+    """The SavedModel as tensorflow_model_server and saved_model_cli load it: serving_default and
+    predict_float, and predict_encoded (PNG in, PNG out) compared as uint8."""
+    from serving.servable import SavedModelRunner
+    runner = SavedModelRunner(directory)
+
+    def run_encoded(images):
+        blobs = []
+        for image in images:
+            buffer = io.BytesIO()
+            Image.fromarray(image).save(buffer, format="PNG")
+            blobs.append(buffer.getvalue())
+        pngs = runner.run("predict_encoded", {graphs.ENCODED_INPUT: np.array(blobs, dtype=object)})
+        return np.stack([np.asarray(Image.open(io.BytesIO(b))) for b in pngs[graphs.ENCODED_OUTPUT]])
+
+    return [Backend("savedmodel-graph",
+                    lambda x: runner.run("predict_float", {graphs.FLOAT_INPUT: x})[graphs.FLOAT_OUTPUT],
+                    lambda im: runner.run("serving_default", {graphs.UINT8_INPUT: im})[graphs.UINT8_OUTPUT]),
+            Backend("savedmodel-graph predict_encoded", None, run_encoded)]
+
+
 def onnx_backend(name: str, uint8_path: Path, float_path: Path | None, provider: str) -> Backend:
     providers = [provider] if provider == "CPUExecutionProvider" else [provider, "CPUExecutionProvider"]
     uint8_session = create_session(uint8_path, providers)
@@ -116,36 +140,52 @@ def compare(reference: Backend, others: list[Backend], cases: list[Case], tolera
         x = to_unit(case.images)
         outputs[case.name] = {"float": reference.run_float(x), "uint8": reference.run_uint8(case.images)}
     for backend in others:
-        rows = []
-        for case in cases:
-            ref = outputs[case.name]
-            row = {"case": case.name}
-            if backend.run_float is not None:
-                diff = np.abs(backend.run_float(to_unit(case.images)).astype(np.float64) - ref["float"])
-                row.update(max_abs=float(diff.max()), mean_abs=float(diff.mean()))
-            got = backend.run_uint8(case.images)
-            assert got.shape == ref["uint8"].shape, f"{backend.name} gave {got.shape} for {case.name}"
-            udiff = np.abs(got.astype(np.int16) - ref["uint8"])
-            row.update(identical=float((udiff == 0).mean()), max_uint8_diff=int(udiff.max()))
-            rows.append(row)
-        summary = {"pair": f"{reference.name} vs {backend.name}",
-                   "identical": min(r["identical"] for r in rows),
-                   "max_uint8_diff": max(r["max_uint8_diff"] for r in rows)}
-        if backend.run_float is not None:
-            summary.update(max_abs=max(r["max_abs"] for r in rows),
-                           mean_abs=float(np.mean([r["mean_abs"] for r in rows])))
-        summary["passed"] = bool(summary["identical"] >= tolerance.min_identical
-                                 and summary["max_uint8_diff"] <= tolerance.max_uint8_diff
-                                 and summary.get("max_abs", 0.0) <= tolerance.max_abs)
-        pairs.append({**summary, "cases": rows})
+        try:
+            pairs.append(_compare_one(reference, backend, cases, outputs, tolerance))
+        except Exception as error:  # a backend that cannot run fails the parity, with its reason
+            pairs.append(failed_backend(reference, backend.name, error))
     return {"passed": all(p["passed"] for p in pairs), "tolerance": dataclasses.asdict(tolerance),
             "cases": [{"name": c.name, "shape": list(c.images.shape)} for c in cases], "pairs": pairs}
+
+
+def failed_backend(reference: Backend, name: str, error: Exception) -> dict:
+    """The pair for a backend that could not be loaded or run: failed, with the first line of its error."""
+    return {"pair": f"{reference.name} vs {name}", "passed": False, "error": describe(error)}
+
+
+def _compare_one(reference: Backend, backend: Backend, cases: list[Case], outputs: dict,
+                 tolerance: Tolerance) -> dict:
+    rows = []
+    for case in cases:
+        ref = outputs[case.name]
+        row = {"case": case.name}
+        if backend.run_float is not None:
+            diff = np.abs(backend.run_float(to_unit(case.images)).astype(np.float64) - ref["float"])
+            row.update(max_abs=float(diff.max()), mean_abs=float(diff.mean()))
+        got = backend.run_uint8(case.images)
+        assert got.shape == ref["uint8"].shape, f"{backend.name} gave {got.shape} for {case.name}"
+        udiff = np.abs(got.astype(np.int16) - ref["uint8"])
+        row.update(identical=float((udiff == 0).mean()), max_uint8_diff=int(udiff.max()))
+        rows.append(row)
+    summary = {"pair": f"{reference.name} vs {backend.name}",
+               "identical": min(r["identical"] for r in rows),
+               "max_uint8_diff": max(r["max_uint8_diff"] for r in rows)}
+    if backend.run_float is not None:
+        summary.update(max_abs=max(r["max_abs"] for r in rows),
+                       mean_abs=float(np.mean([r["mean_abs"] for r in rows])))
+    summary["passed"] = bool(summary["identical"] >= tolerance.min_identical
+                             and summary["max_uint8_diff"] <= tolerance.max_uint8_diff
+                             and summary.get("max_abs", 0.0) <= tolerance.max_abs)
+    return {**summary, "cases": rows}
 
 
 def markdown_table(report: dict) -> str:
     lines = ["| pair | float max abs | float mean abs | identical uint8 | max uint8 diff | verdict |",
              "|---|---:|---:|---:|---:|---|"]
     for p in report["pairs"]:
+        if "error" in p:
+            lines.append(f"| {p['pair']} | — | — | — | — | **FAIL**: {p['error'][:200]} |")
+            continue
         fmax = f"{p['max_abs']:.2e}" if "max_abs" in p else "—"
         fmean = f"{p['mean_abs']:.2e}" if "mean_abs" in p else "—"
         lines.append(f"| {p['pair']} | {fmax} | {fmean} | {100 * p['identical']:.3f} % | "
@@ -153,10 +193,21 @@ def markdown_table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def _finite(value):
+    """JSON has no Infinity or NaN: a tolerance that is not set (inf) is written as null."""
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
 def write_report(groups: dict, directory: Path, header: str) -> str:
     """parity.json (every figure) and parity.md (tables) for one or more groups of pairs."""
     (Path(directory) / "parity.json").write_text(json.dumps(
-        {"passed": all(g["passed"] for g in groups.values()), **groups}, indent=2) + "\n")
+        _finite({"passed": all(g["passed"] for g in groups.values()), **groups}), indent=2) + "\n")
     parts = [header]
     for name, group in groups.items():
         t = group["tolerance"]

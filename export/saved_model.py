@@ -8,8 +8,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
 from export.graphs import UINT8_INPUT, ServingModule
-
-WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
+from serving.warmup import WARMUP_FILE
 # (batch, height, width) of the warm-up requests: the article's 32×32 at batch 1 and 4.
 WARMUP_SHAPES = ((1, 32, 32), (4, 32, 32))
 

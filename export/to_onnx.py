@@ -22,6 +22,7 @@ from training.errors import exit_on_user_error  # noqa: E402
 class ExportConfig:
     run_dir: Path | None = Path("runs/demo")
     checkpoint: Path | None = None
+    weights: Path | None = None  # a shipped generator (training/pretrained/photos) instead of a run
     model_dir: Path = Path("models")
     model_name: str = "srgan"
     version: int | None = None  # default: the next integer
@@ -41,6 +42,9 @@ def parse_args(argv=None) -> ExportConfig:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--run-dir", type=Path, default=d.run_dir, help="training run: its latest checkpoint")
     p.add_argument("--checkpoint", type=Path, help="a checkpoint prefix (…/ckpt-N) or folder, instead")
+    p.add_argument("--weights", type=Path,
+                   help="a shipped generator instead: a folder with generator.weights.h5 and model.json "
+                        "(training/pretrained/photos: the trained model that comes with the toolkit)")
     p.add_argument("--model-dir", type=Path, default=d.model_dir, help="model repository base path")
     p.add_argument("--model-name", default=d.model_name)
     p.add_argument("--version", type=int, help="version number (default: the next one)")
@@ -70,14 +74,17 @@ def _versions() -> dict:
 def export(config: ExportConfig) -> tuple[Path, dict]:
     """Write the version; returns its directory and the parity report."""
     from export import onnx_model, parity, saved_model
-    from export.checkpoint import find_checkpoint, load_generator
+    from export.checkpoint import find_checkpoint, load_generator, load_weights
     from export.repository import next_version, staged_version
 
     if config.version is not None and config.version < 1:
         from training.errors import UserError
         raise UserError(f"--version must be a positive integer, got {config.version}.")
     opset = onnx_model.choose_opset(config.opset)
-    trained = load_generator(find_checkpoint(config.run_dir, config.checkpoint))
+    if config.weights is not None:
+        trained = load_weights(config.weights)
+    else:
+        trained = load_generator(find_checkpoint(config.run_dir, config.checkpoint))
     model_path = config.model_dir / config.model_name
     version = config.version or next_version(model_path)
     metadata = {"scale": trained.spec.scale, "source_checkpoint": str(Path(trained.checkpoint).resolve()),
@@ -89,13 +96,20 @@ def export(config: ExportConfig) -> tuple[Path, dict]:
         if config.fp16:
             onnx_paths["fp16"] = onnx_model.write_float16_model(onnx_paths["uint8"], staging / "model_fp16.onnx")
         print("measuring parity …", flush=True)
-        held_out = Path(trained.checkpoint).parent.parent / "test_images" / "lr"
+        held_out = None if config.weights else Path(trained.checkpoint).parent.parent / "test_images" / "lr"
         cases = parity.parity_cases(held_out)
         reference = parity.keras_backend(trained.model)
+        try:  # the way tensorflow_model_server loads it: a version it cannot load must fail the export
+            graph_backends, graph_failure = parity.graph_saved_model_backends(staging), None
+        except Exception as error:
+            graph_backends, graph_failure = [], parity.failed_backend(reference, "savedmodel-graph", error)
         groups = {"float32": parity.compare(
-            reference, [parity.saved_model_backend(staging), *parity.onnx_backends(onnx_paths["uint8"],
-                                                                                  onnx_paths["float"])],
+            reference, [parity.saved_model_backend(staging), *graph_backends,
+                        *parity.onnx_backends(onnx_paths["uint8"], onnx_paths["float"])],
             cases, parity.Tolerance(config.max_abs, config.min_identical, config.max_uint8_diff))}
+        if graph_failure:
+            groups["float32"]["pairs"].append(graph_failure)
+            groups["float32"]["passed"] = False
         if config.fp16:
             groups["float16"] = parity.compare(
                 reference, parity.onnx_backends(onnx_paths["fp16"], None, label="onnx-fp16"), cases,

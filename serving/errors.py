@@ -39,3 +39,10 @@ def exit_on_usage_error(main):
             raise SystemExit(2) from None
 
     return wrapper
+
+
+def describe(error: Exception, limit: int = 500) -> str:
+    """One line saying what went wrong: TensorFlow's "Graph execution error:" header and blank lines skipped."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    lines = [line for line in lines if not line.endswith("execution error:")] or [type(error).__name__]
+    return lines[0][:limit]

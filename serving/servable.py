@@ -19,11 +19,12 @@ class InputSpec:
 
 
 def read_signature_defs(version_dir: Path) -> dict[str, meta_graph_pb2.SignatureDef]:
-    """The SavedModel's SignatureDefs (what GetModelMetadata answers), read from saved_model.pb."""
+    """Every SignatureDef of the SavedModel's `serve` MetaGraph, `__saved_model_init_op` included: what TF
+    Serving's GetModelMetadata answers (get_model_metadata_impl.cc copies the whole map)."""
     saved = saved_model_pb2.SavedModel.FromString((Path(version_dir) / "saved_model.pb").read_bytes())
     for meta_graph in saved.meta_graphs:
         if "serve" in meta_graph.meta_info_def.tags:
-            return {k: v for k, v in meta_graph.signature_def.items() if not k.startswith("__")}
+            return dict(meta_graph.signature_def.items())
     raise ValueError(f"{version_dir} has no MetaGraph tagged 'serve'")
 
 
@@ -39,19 +40,38 @@ def input_specs(signature: meta_graph_pb2.SignatureDef) -> dict[str, InputSpec]:
 
 
 class SavedModelRunner:
-    """Runs signatures of a SavedModel in this process, as TF Serving does."""
+    """Runs signatures of a SavedModel in this process the way TF Serving does (SavedModelBundle, as in
+    `saved_model_cli run`): the MetaGraph tagged `serve` imported into a graph-mode Session, the restore op
+    run, then the init op; each call feeds and fetches the SignatureDef's tensor names. So a SavedModel
+    that TF Serving would refuse (a variable the restore op does not fill) fails here too, at load."""
 
     backend = "savedmodel"
 
     def __init__(self, version_dir: Path):
         import tensorflow as tf
-        self._tf = tf
-        self._loaded = tf.saved_model.load(str(version_dir))
-        self._signatures = dict(self._loaded.signatures)
+        self._graph = tf.Graph()
+        self._session = tf.compat.v1.Session(graph=self._graph)
+        logger = tf.get_logger()
+        level = logger.level
+        logger.setLevel("ERROR")  # the v1 loader's deprecation notice is not our user's business
+        try:
+            with self._graph.as_default():
+                meta_graph = tf.compat.v1.saved_model.loader.load(self._session, ["serve"], str(version_dir))
+        except Exception:
+            self._session.close()
+            raise
+        finally:
+            logger.setLevel(level)
+        self._signatures = {name: ({k: v.name for k, v in sig.inputs.items()},
+                                   {k: v.name for k, v in sig.outputs.items()})
+                            for name, sig in meta_graph.signature_def.items() if not name.startswith("__")}
 
     def run(self, signature: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        outputs = self._signatures[signature](**{k: self._tf.constant(v) for k, v in inputs.items()})
-        return {k: v.numpy() for k, v in outputs.items()}
+        feeds, fetches = self._signatures[signature]
+        return self._session.run(fetches, {feeds[k]: v for k, v in inputs.items()})
+
+    def close(self) -> None:
+        self._session.close()
 
 
 class OnnxRunner:
@@ -73,7 +93,8 @@ class OnnxRunner:
         if signature == "predict_float" and self._float is not None:
             return {"sr": self._float.run(None, {"lr": inputs["lr"]})[0]}
         if signature == "predict_encoded":
-            return {"sr_png": np.array([self._encoded(b) for b in inputs["image_bytes"].ravel()], dtype=object)}
+            return {"sr_png_bytes": np.array([self._encoded(b) for b in inputs["image_bytes"].ravel()],
+                                             dtype=object)}
         raise KeyError(signature)
 
     def _encoded(self, image_bytes: bytes) -> bytes:
@@ -92,13 +113,17 @@ class Servable:
     name: str
     version: int
     path: Path
-    signature_defs: dict
-    inputs: dict  # signature name -> {key: InputSpec}
+    signature_defs: dict  # every SignatureDef, as GetModelMetadata answers them
+    inputs: dict  # signature name -> {key: InputSpec}, for the signatures a Predict may name
     runner: object
 
     @classmethod
     def load(cls, name: str, version: int, path: Path, backend: str = "savedmodel") -> "Servable":
+        """Load a version and replay its warm-up requests, as TF Serving does with --enable_model_warmup;
+        raises when either fails, so such a version is never served."""
+        from serving.warmup import replay_warmup
         signature_defs = read_signature_defs(path)
         runner = SavedModelRunner(path) if backend == "savedmodel" else OnnxRunner(path)
+        replay_warmup(Path(path), runner)
         return cls(name, version, Path(path), signature_defs,
-                   {k: input_specs(v) for k, v in signature_defs.items()}, runner)
+                   {k: input_specs(v) for k, v in signature_defs.items() if not k.startswith("__")}, runner)

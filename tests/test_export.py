@@ -91,7 +91,7 @@ def test_encoded_signature_returns_png_of_four_times_the_size(exported):
         buffer = io.BytesIO()
         Image.fromarray(image).save(buffer, format="PNG")
         blobs.append(buffer.getvalue())
-    pngs = loaded.signatures["predict_encoded"](image_bytes=tf.constant(blobs))["sr_png"].numpy()
+    pngs = loaded.signatures["predict_encoded"](image_bytes=tf.constant(blobs))["sr_png_bytes"].numpy()
     for image, png in zip(images, pngs):
         decoded = np.asarray(Image.open(io.BytesIO(png)))
         expected = loaded.signatures["serving_default"](images=tf.constant(image[None]))["sr_images"][0]
