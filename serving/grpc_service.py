@@ -2,9 +2,12 @@
 
 PredictionService: Predict and GetModelMetadata (Classify, Regress and MultiInference answer UNIMPLEMENTED,
 the generated default). ModelService: GetModelStatus and HandleReloadConfigRequest. Errors carry TF
-Serving's codes: NOT_FOUND for an unknown model, version, label or signature; INVALID_ARGUMENT for a tensor
-of the wrong dtype, rank, channels, size or values. RESOURCE_EXHAUSTED for an oversize message comes from
-gRPC itself (the server's receive limit).
+Serving's codes and messages, case by case from its source (predict_util.cc, tensorflow/cc/saved_model/
+util.cc, server_core.cc, get_model_metadata_impl.cc, get_model_status_impl.cc; the table in
+tests/test_serving.py): NOT_FOUND for an unknown model or version, FAILED_PRECONDITION for an unknown
+signature, INVALID_ARGUMENT for an unknown label, a missing name, wrong inputs or output_filter, and a
+tensor of the wrong dtype, rank, channels, size or values. RESOURCE_EXHAUSTED for an oversize message
+comes from gRPC itself (the server's receive limit).
 """
 
 import dataclasses
@@ -27,14 +30,19 @@ class Limits:
     max_pixels: int = 1 << 20
 
 
-def _check_inputs(request_inputs, specs: dict, limits: Limits) -> dict[str, np.ndarray]:
+def _check_inputs(request_inputs, specs: dict, signature_def, limits: Limits) -> dict[str, np.ndarray]:
     sent, expected = set(request_inputs), set(specs)
-    if sent != expected:
+    if len(sent) != len(expected):  # predict_util.cc: VerifyRequestInputsSize
         extra, missing = sorted(sent - expected), sorted(expected - sent)
         raise invalid_argument(
             f"input size does not match signature: {len(sent)}!={len(expected)} len({{{','.join(sorted(sent))}}})"
             f" != len({{{','.join(sorted(expected))}}}). Sent extra: {{{','.join(extra)}}}. "
             f"Missing but required: {{{','.join(missing)}}}.")
+    for alias in sorted(expected - sent):  # tensorflow/cc/saved_model/util.cc: GetInputValues
+        raise invalid_argument(
+            f"Signature input alias: {alias}(feed name: {signature_def.inputs[alias].name}) not found in request "
+            f"and no default value provided. Inputs expected to be in the request {{{','.join(sorted(sent))}}}, "
+            "or default input alias set: ")
     arrays = {}
     for index, key in enumerate(sorted(specs)):
         spec, proto = specs[key], request_inputs[key]
@@ -65,6 +73,19 @@ def _check_inputs(request_inputs, specs: dict, limits: Limits) -> dict[str, np.n
     return arrays
 
 
+def _output_aliases(output_filter, signature_def) -> list[str]:
+    """The outputs a Predict returns: its output_filter, checked as predict_util.cc checks it, else all."""
+    seen = []
+    for alias in output_filter:
+        if alias not in signature_def.outputs:
+            raise invalid_argument(f"output tensor alias not found in signature: {alias} Outputs expected to be "
+                                   f"in the set {{{','.join(sorted(signature_def.outputs))}}}.")
+        if alias in seen:
+            raise invalid_argument(f"duplicate output tensor alias: {alias}")
+        seen.append(alias)
+    return seen or sorted(signature_def.outputs)
+
+
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     def __init__(self, manager, batcher=None, limits: Limits = Limits()):
         self.manager = manager
@@ -73,17 +94,18 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     def Predict(self, request, context):
         try:
+            if not request.HasField("model_spec"):
+                raise invalid_argument("Missing ModelSpec")
             servable = self.manager.resolve(request.model_spec)
             signature = request.model_spec.signature_name or "serving_default"
-            if signature not in servable.inputs:
-                raise not_found(f"Serving signature key \"{signature}\" not found.")
-            inputs = _check_inputs(request.inputs, servable.inputs[signature], self.limits)
+            if signature not in servable.inputs:  # predict_util.cc: RunPredict
+                raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
+                                   f"Serving signature key \"{signature}\" not found.")
+            signature_def = servable.signature_defs[signature]
+            inputs = _check_inputs(request.inputs, servable.inputs[signature], signature_def, self.limits)
+            wanted = _output_aliases(request.output_filter, signature_def)  # checked before the model runs
             run = self.batcher.run if self.batcher else lambda s, sig, x: s.runner.run(sig, x)
             outputs = run(servable, signature, inputs)
-            wanted = list(request.output_filter) or list(outputs)
-            unknown = [k for k in wanted if k not in outputs]
-            if unknown:
-                raise invalid_argument(f"output tensor alias not found in signature: {unknown[0]}")
         except ServingError as error:
             context.abort(error.code, error.message)
         response = predict_pb2.PredictResponse()
@@ -96,6 +118,8 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     def GetModelMetadata(self, request, context):
         try:
+            if not request.HasField("model_spec"):  # get_model_metadata_impl.cc
+                raise invalid_argument("Missing ModelSpec")
             fields = list(request.metadata_field)
             if fields != ["signature_def"]:
                 raise invalid_argument("GetModelMetadataRequest must specify at least one metadata_field"
@@ -121,8 +145,13 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         self.manager = manager
 
     def GetModelStatus(self, request, context):
-        try:
-            model = self.manager.model(request.model_spec.name)
+        try:  # get_model_status_impl.cc
+            if not request.HasField("model_spec"):
+                raise invalid_argument("Missing ModelSpec")
+            name = request.model_spec.name
+            if name not in self.manager.models:
+                raise not_found(f"Could not find any versions of model {name}")
+            model = self.manager.models[name]
             statuses = dict(model.statuses)
             if request.model_spec.HasField("version"):
                 version = request.model_spec.version.value

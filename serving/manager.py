@@ -12,10 +12,12 @@ import sys
 import threading
 from pathlib import Path
 
+import grpc
+
 from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
-from serving.errors import invalid_argument, not_found
+from serving.errors import ServingError, invalid_argument, not_found
 from serving.model_repository import versions
 from serving.servable import Servable
 
@@ -102,6 +104,17 @@ class ServedModel:
         self.statuses[version] = VersionStatus(State.END)
         print(f"unloaded {self.name} version {version}", flush=True)
 
+    def unavailable_label(self, config: model_server_config_pb2.ModelConfig | None = None) -> ServingError | None:
+        """TF Serving's refusal of a label that names a version not AVAILABLE (server_core.cc,
+        UpdateModelVersionLabelMap), for this model's config or a proposed one; None when all are fine."""
+        config = config or self.config
+        for label, version in sorted(config.version_labels.items()):
+            if version not in self.available:
+                return ServingError(grpc.StatusCode.FAILED_PRECONDITION,
+                                    f"Request to assign label to version {version} of model {config.name}, which "
+                                    "is not currently available for inference")
+        return None
+
     def resolve(self, model_spec) -> Servable:
         """The servable a request's ModelSpec names: a version, a version label, or the newest."""
         with self._lock:
@@ -110,8 +123,8 @@ class ServedModel:
                 request = f"Specific({self.name}, {version})"
             elif model_spec.version_label:
                 label = model_spec.version_label
-                if label not in self.config.version_labels:
-                    raise not_found(f"Unrecognized servable version label: {label}")
+                if label not in self.config.version_labels:  # server_core.cc: GetModelVersionForLabel
+                    raise invalid_argument(f"Unrecognized servable version label: {label}")
                 version = self.config.version_labels[label]
                 request = f"Specific({self.name}, {version}) (label {label})"
             else:
@@ -132,8 +145,10 @@ def _mtime(path: Path) -> int:
 class ModelManager:
     """The models a server serves, polled in a background thread."""
 
-    def __init__(self, configs: list, backend: str = "savedmodel", poll_seconds: float = 1.0):
+    def __init__(self, configs: list, backend: str = "savedmodel", poll_seconds: float = 1.0,
+                 allow_unavailable_labels: bool = False):
         self.backend = backend
+        self.allow_unavailable_labels = allow_unavailable_labels
         self.poll_seconds = poll_seconds
         self.models = {c.name: ServedModel(c, backend) for c in configs}
         # A reload request may only name base paths inside the repositories the server was started on.
@@ -163,10 +178,18 @@ class ModelManager:
             self._thread.join(timeout=10)
 
     def model(self, name: str) -> ServedModel:
+        if not name:  # server_core.cc: ServableRequestFromModelSpec
+            raise invalid_argument("ModelSpec has no name specified.")
         if name not in self.models:
-            raise not_found(f"Servable not found for request: Latest({name})" if name else
-                            "Missing model name in request.")
+            raise not_found(f"Servable not found for request: Latest({name})")
         return self.models[name]
+
+    def check_labels(self) -> None:
+        """Raise TF Serving's FAILED_PRECONDITION when a label names a version that is not AVAILABLE."""
+        for model in self.models.values():
+            refusal = model.unavailable_label()
+            if refusal:
+                raise refusal
 
     def resolve(self, model_spec) -> Servable:
         return self.model(model_spec.name).resolve(model_spec)
@@ -178,6 +201,13 @@ class ModelManager:
             if not c.name or not any(path.is_relative_to(root) for root in self.roots):
                 raise invalid_argument(f"model {c.name!r}: base_path {c.base_path} is outside the model "
                                        f"repositories this server may read ({', '.join(map(str, sorted(self.roots)))})")
+        if not self.allow_unavailable_labels:
+            for c in config.model_config_list.config:
+                current = self.models.get(c.name)
+                refusal = (current.unavailable_label(c) if current is not None else
+                           ServedModel(c, self.backend).unavailable_label()) if c.version_labels else None
+                if refusal:
+                    raise refusal
         with self._poll_lock:
             new = {}
             for c in config.model_config_list.config:

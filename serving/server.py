@@ -25,7 +25,7 @@ from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_p
 from tensorflow_serving.config import model_server_config_pb2  # noqa: E402
 
 from serving.batching import Batcher  # noqa: E402
-from serving.errors import UsageError, exit_on_usage_error  # noqa: E402
+from serving.errors import ServingError, UsageError, exit_on_usage_error  # noqa: E402
 from serving.grpc_service import Limits, ModelService, PredictionService  # noqa: E402
 from serving.manager import ModelManager, model_config  # noqa: E402
 
@@ -47,6 +47,7 @@ class ServerConfig:
     max_message_bytes: int = 64 << 20
     max_pixels_per_request: int = 1 << 20
     drain_seconds: float = 10.0
+    allow_version_labels_for_unavailable_models: bool = False
 
 
 def parse_args(argv=None) -> ServerConfig:
@@ -74,6 +75,8 @@ def parse_args(argv=None) -> ServerConfig:
                    help="largest N·H·W of input images in one request")
     p.add_argument("--drain_seconds", type=float, default=d.drain_seconds,
                    help="on SIGTERM, how long requests in flight may take to finish")
+    p.add_argument("--allow_version_labels_for_unavailable_models", action="store_true",
+                   help="accept version labels that name a version not (yet) AVAILABLE, as TF Serving's flag")
     return ServerConfig(**vars(p.parse_args(argv)))
 
 
@@ -104,7 +107,8 @@ class ModelServer:
     def __init__(self, config: ServerConfig):
         self.config = config
         self.manager = ModelManager(load_model_configs(config), config.backend,
-                                    config.file_system_poll_wait_seconds)
+                                    config.file_system_poll_wait_seconds,
+                                    config.allow_version_labels_for_unavailable_models)
         self.batcher = (Batcher(config.max_batch_size, config.batch_timeout_micros / 1e6, config.num_batch_threads)
                         if config.enable_batching else None)
         self.health = health.HealthServicer()
@@ -119,6 +123,13 @@ class ModelServer:
 
     def start(self) -> int:
         self.manager.start()
+        if not self.config.allow_version_labels_for_unavailable_models:
+            try:
+                self.manager.check_labels()
+            except ServingError as refusal:
+                self.manager.stop()
+                raise UsageError(f"{refusal.message} (TF Serving refuses such a label at start too; pass "
+                                 "--allow_version_labels_for_unavailable_models to accept it).") from None
         self.port = self.server.add_insecure_port(f"{self.config.host}:{self.config.port}")
         if self.port == 0:
             raise UsageError(f"cannot bind {self.config.host}:{self.config.port}; is the port in use?")

@@ -51,8 +51,8 @@ def copy_version(src, base, version):
     staging.rename(base / str(version))  # appears atomically, as export does it
 
 
-def raw_predict(target, inputs, name="srgan", signature="", version=None, label=None):
-    request = predict_pb2.PredictRequest()
+def raw_predict(target, inputs, name="srgan", signature="", version=None, label=None, output_filter=()):
+    request = predict_pb2.PredictRequest(output_filter=list(output_filter))
     request.model_spec.name = name
     request.model_spec.signature_name = signature
     if version is not None:

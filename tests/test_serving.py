@@ -9,8 +9,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
+from google.protobuf import text_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tensorflow.core.framework import tensor_pb2, types_pb2
+from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_management_pb2,
+                                     model_service_pb2_grpc, prediction_service_pb2_grpc)
 
 from serving import tensors
 from serving.client import SrganClient
@@ -67,42 +70,62 @@ def test_metadata_and_status(server):
     with SrganClient(server.target) as client:
         metadata = client.metadata()
         assert metadata["serving_default"] == {"inputs": {"images": "uint8"}, "outputs": {"sr_images": "uint8"}}
-        assert set(metadata) == {"serving_default", "predict_float", "predict_encoded"}
+        # Every SignatureDef, the init op's included, as TF Serving's get_model_metadata_impl.cc answers.
+        assert set(metadata) == {"serving_default", "predict_float", "predict_encoded", "__saved_model_init_op"}
         assert client.status() == [{"version": 1, "state": "AVAILABLE", "error": ""}]
 
 
 OK_IMAGES = _images((1, 8, 8))
+# TF Serving's answers, case by case: (request, code, message, where TF Serving says it). "ours" marks checks
+# that TF Serving leaves to the graph (which fails later, less clearly); the README's table says the same.
 BAD_REQUESTS = {
-    "unknown model": (dict(inputs={"images": OK_IMAGES}, name="nope"), "NOT_FOUND", "Servable not found"),
-    "unknown version": (dict(inputs={"images": OK_IMAGES}, version=99), "NOT_FOUND", "Specific(srgan, 99)"),
-    "unknown label": (dict(inputs={"images": OK_IMAGES}, label="canary"), "NOT_FOUND", "version label: canary"),
-    "unknown signature": (dict(inputs={"images": OK_IMAGES}, signature="classify"), "NOT_FOUND",
-                          'signature key "classify" not found'),
-    "wrong dtype": (dict(inputs={"images": OK_IMAGES.astype(np.float32)}), "INVALID_ARGUMENT",
-                    "to be uint8 but float is provided"),
-    "wrong rank": (dict(inputs={"images": OK_IMAGES[0]}), "INVALID_ARGUMENT", "must have rank 4"),
-    "wrong channels": (dict(inputs={"images": np.zeros((1, 8, 8, 4), np.uint8)}), "INVALID_ARGUMENT",
-                       "must have 3 channels"),
-    "empty batch": (dict(inputs={"images": np.zeros((0, 8, 8, 3), np.uint8)}), "INVALID_ARGUMENT", "is empty"),
-    "zero height": (dict(inputs={"images": np.zeros((1, 0, 8, 3), np.uint8)}), "INVALID_ARGUMENT", "is empty"),
-    "too many pixels": (dict(inputs={"images": np.zeros((1, 1100, 1000, 3), np.uint8)}), "INVALID_ARGUMENT",
-                        "more than the 1048576"),
-    "NaN in float input": (dict(inputs={"lr": np.full((1, 4, 4, 3), np.nan, np.float32)},
-                                signature="predict_float"), "INVALID_ARGUMENT", "NaN or Inf"),
+    "unknown model": (dict(inputs={"images": OK_IMAGES}, name="nope"), "NOT_FOUND",
+                      "Servable not found for request: Latest(nope)", "core/basic_manager.cc"),
+    "empty model name": (dict(inputs={"images": OK_IMAGES}, name=""), "INVALID_ARGUMENT",
+                         "ModelSpec has no name specified.", "model_servers/server_core.cc"),
+    "unknown version": (dict(inputs={"images": OK_IMAGES}, version=99), "NOT_FOUND",
+                        "Servable not found for request: Specific(srgan, 99)", "core/basic_manager.cc"),
+    "unknown label": (dict(inputs={"images": OK_IMAGES}, label="canary"), "INVALID_ARGUMENT",
+                      "Unrecognized servable version label: canary", "model_servers/server_core.cc"),
+    "unknown signature": (dict(inputs={"images": OK_IMAGES}, signature="classify"), "FAILED_PRECONDITION",
+                          'Serving signature key "classify" not found.', "servables/tensorflow/predict_util.cc"),
+    "input alias not in signature": (dict(inputs={"pixels": OK_IMAGES}), "INVALID_ARGUMENT",
+                                     "Signature input alias: images(feed name: ", "tensorflow/cc/saved_model/util.cc"),
     "extra input": (dict(inputs={"images": OK_IMAGES, "mask": OK_IMAGES}), "INVALID_ARGUMENT",
-                    "Sent extra: {mask}"),
-    "missing input": (dict(inputs={}), "INVALID_ARGUMENT", "Missing but required: {images}"),
+                    "Sent extra: {mask}", "servables/tensorflow/predict_util.cc"),
+    "missing input": (dict(inputs={}), "INVALID_ARGUMENT", "Missing but required: {images}",
+                      "servables/tensorflow/predict_util.cc"),
+    "unknown output_filter": (dict(inputs={"images": OK_IMAGES}, output_filter=["sr"]), "INVALID_ARGUMENT",
+                              "output tensor alias not found in signature: sr Outputs expected to be in the set "
+                              "{sr_images}.", "servables/tensorflow/predict_util.cc"),
+    "duplicate output_filter": (dict(inputs={"images": OK_IMAGES}, output_filter=["sr_images", "sr_images"]),
+                                "INVALID_ARGUMENT", "duplicate output tensor alias: sr_images",
+                                "servables/tensorflow/predict_util.cc"),
+    "wrong dtype": (dict(inputs={"images": OK_IMAGES.astype(np.float32)}), "INVALID_ARGUMENT",
+                    "to be uint8 but float is provided", "TensorFlow's executor (the session's feed check)"),
+    "wrong rank": (dict(inputs={"images": OK_IMAGES[0]}), "INVALID_ARGUMENT", "must have rank 4", "ours"),
+    "wrong channels": (dict(inputs={"images": np.zeros((1, 8, 8, 4), np.uint8)}), "INVALID_ARGUMENT",
+                       "must have 3 channels", "ours"),
+    "empty batch": (dict(inputs={"images": np.zeros((0, 8, 8, 3), np.uint8)}), "INVALID_ARGUMENT", "is empty",
+                    "ours"),
+    "zero height": (dict(inputs={"images": np.zeros((1, 0, 8, 3), np.uint8)}), "INVALID_ARGUMENT", "is empty",
+                    "ours"),
+    "too many pixels": (dict(inputs={"images": np.zeros((1, 1100, 1000, 3), np.uint8)}), "INVALID_ARGUMENT",
+                        "more than the 1048576", "ours"),
+    "NaN in float input": (dict(inputs={"lr": np.full((1, 4, 4, 3), np.nan, np.float32)},
+                                signature="predict_float"), "INVALID_ARGUMENT", "NaN or Inf", "ours"),
     "wrong byte count": (dict(inputs={"images": tensor_pb2.TensorProto(
         dtype=types_pb2.DT_UINT8, tensor_shape=tensors.to_proto(OK_IMAGES).tensor_shape,
-        tensor_content=b"\x00" * 7)}), "INVALID_ARGUMENT", "tensor_content holds 7 bytes"),
+        tensor_content=b"\x00" * 7)}), "INVALID_ARGUMENT", "tensor_content holds 7 bytes",
+        "ours (TF Serving: tensor parsing error)"),
     "oversize message": (dict(inputs={"images": np.zeros((1, 1000, 1400, 3), np.uint8)}),
-                         "RESOURCE_EXHAUSTED", ""),
+                         "RESOURCE_EXHAUSTED", "", "gRPC's receive limit"),
 }
 
 
 @pytest.mark.parametrize("case", sorted(BAD_REQUESTS))
-def test_bad_requests_get_tf_servings_status_codes(server, case):
-    kwargs, code, text = BAD_REQUESTS[case]
+def test_bad_requests_get_tf_servings_answers(server, case):
+    kwargs, code, text, _source = BAD_REQUESTS[case]
     with pytest.raises(grpc.RpcError) as error:
         raw_predict(server.target, **kwargs)
     assert error.value.code().name == code
@@ -110,6 +133,37 @@ def test_bad_requests_get_tf_servings_status_codes(server, case):
     with grpc.insecure_channel(server.target) as channel:  # and the server stays healthy
         health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
     assert health.status == health_pb2.HealthCheckResponse.SERVING
+
+
+STATUS_AND_METADATA = {
+    # (call, model name, version, code, message, where TF Serving says it)
+    "status of an unknown model": ("status", "nope", None, "NOT_FOUND", "Could not find any versions of model nope",
+                                   "model_servers/get_model_status_impl.cc"),
+    "status of an unknown version": ("status", "srgan", 99, "NOT_FOUND", "Could not find version 99 of model srgan",
+                                     "model_servers/get_model_status_impl.cc"),
+    "metadata of an unknown model": ("metadata", "nope", None, "NOT_FOUND", "Servable not found for request",
+                                     "core/basic_manager.cc"),
+    "metadata without a name": ("metadata", "", None, "INVALID_ARGUMENT", "ModelSpec has no name specified.",
+                                "model_servers/server_core.cc"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(STATUS_AND_METADATA))
+def test_status_and_metadata_errors_are_tf_servings(server, case):
+    call, name, version, code, text, _source = STATUS_AND_METADATA[case]
+    with grpc.insecure_channel(server.target) as channel:
+        if call == "status":
+            request = get_model_status_pb2.GetModelStatusRequest()
+            stub = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus
+        else:
+            request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel).GetModelMetadata
+        request.model_spec.name = name
+        if version is not None:
+            request.model_spec.version.value = version
+        with pytest.raises(grpc.RpcError) as error:
+            stub(request, timeout=30)
+    assert error.value.code().name == code and text in error.value.details()
 
 
 def test_concurrent_clients_are_batched_and_answered_correctly(server, exported):
@@ -183,8 +237,20 @@ def test_version_labels_and_explicit_versions_with_a_model_config_file(repositor
         with SrganClient(process.target, version_label="canary") as client:
             assert client.upscale(OK_IMAGES[0]).shape == (32, 32, 3)
             assert {s["version"] for s in client.status()} == {1, 2}
+        # A reload whose label names a version that is not AVAILABLE is refused, as server_core.cc does.
+        reload = model_management_pb2.ReloadConfigRequest()
+        text_format.Parse(config.read_text().replace("value: 2", "value: 7"), reload.config)
+        with grpc.insecure_channel(process.target) as channel, pytest.raises(grpc.RpcError) as error:
+            model_service_pb2_grpc.ModelServiceStub(channel).HandleReloadConfigRequest(reload, timeout=30)
+        assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "Request to assign label to version 7 of model srgan" in error.value.details()
+        assert raw_predict(process.target, {"images": OK_IMAGES}, label="canary").model_spec.version.value == 2
     finally:
         assert process.stop() == 0
+    # At start too (unless --allow_version_labels_for_unavailable_models, TF Serving's own flag).
+    config.write_text(config.read_text().replace("value: 2", "value: 7"))
+    refused = run_module("serving.server", "--port", "0", "--model_config_file", str(config), timeout=120)
+    assert refused.returncode == 2 and "Request to assign label to version 7" in refused.stderr
 
 
 def test_sigterm_lets_the_request_in_flight_finish(repository):
@@ -200,10 +266,25 @@ def test_sigterm_lets_the_request_in_flight_finish(repository):
 
 
 def test_upscale_command_through_grpc(server, tmp_path, exported):
-    image = write_image(tmp_path / "face.png", _images((1, 30, 22))[0])
+    # 130×150 is no multiple of the 24-pixel tile: the last tiles are moved flush with the edges.
+    pixels = _images((1, 130, 150), seed=7)
+    image = write_image(tmp_path / "face.png", pixels[0])
     result = run_module("serving.upscale", str(image), "-o", str(tmp_path / "out"), "--backend", "grpc",
-                        "--target", server.target)
+                        "--target", server.target, "--tile", "24")
     assert result.returncode == 0, result.stderr
     served = np.asarray(Image.open(tmp_path / "out" / "face_x4.png"))
-    reference = create_session(exported[0] / "model.onnx").run(None, {"images": _images((1, 30, 22))})[0][0]
-    assert np.abs(served.astype(int) - reference).max() <= 1
+    reference = create_session(exported[0] / "model.onnx").run(None, {"images": pixels})[0][0]
+    assert served.shape == (520, 600, 3) and np.abs(served.astype(int) - reference).max() <= 1
+
+
+def test_client_file_upscaling_sends_fixed_size_tiles_and_equals_whole_image_inference(server, exported, tmp_path):
+    image = np.random.default_rng(5).integers(0, 256, (130, 150, 3), dtype=np.uint8)
+    path = write_image(tmp_path / "photo.png", image)
+    shapes = []
+    with SrganClient(server.target) as client:
+        send = client.upscale
+        client.upscale = lambda images: shapes.append(images.shape) or send(images)  # a spy on what is sent
+        sr = client.upscale_file(path, tile=24)
+    whole = create_session(exported[0] / "model.onnx").run(None, {"images": image[None]})[0][0]
+    assert sr.shape == (520, 600, 3) and np.abs(sr.astype(int) - whole).max() <= 1
+    assert len(shapes) > 1 and len(set(shapes)) == 1
