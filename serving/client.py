@@ -83,11 +83,15 @@ class SrganClient:
         out = self.predict({"images": np.ascontiguousarray(batch, dtype=np.uint8)})["sr_images"]
         return out[0] if single else out
 
-    def upscale_file(self, path) -> np.ndarray:
+    def upscale_file(self, path, tile: int = 128) -> np.ndarray:
+        """A picture of any size, sent as fixed-size tiles (one request each) that TF Serving's batcher can
+        join with other clients' tiles; the stitched result equals whole-image inference."""
         from PIL import Image, ImageOps
+
+        from serving.tiling import receptive_radius, tiled_upscale
         with Image.open(path) as image:
             rgb = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
-        return self.upscale(rgb)
+        return tiled_upscale(rgb, self.upscale, 4, tile, receptive_radius())
 
     def metadata(self) -> dict:
         """{signature: {"inputs": {key: dtype}, "outputs": {key: dtype}}} of the served version."""

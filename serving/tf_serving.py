@@ -21,6 +21,18 @@ from pathlib import Path
 
 from serving.errors import UsageError, exit_on_usage_error
 
+GPU_BATCH_THREADS = 4  # a few batches in flight keep one GPU busy (TF Serving's batching guide)
+
+
+def matching_image() -> str:
+    """TF Serving's GPU image of the release that matches our TensorFlow: an older server may lack ops
+    that a SavedModel written by a newer TensorFlow uses."""
+    from importlib import metadata
+    try:
+        version = metadata.version("tensorflow-serving-api")
+    except metadata.PackageNotFoundError:
+        version = metadata.version("tensorflow")
+    return f"tensorflow/serving:{version}-gpu"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,11 +44,12 @@ class TfServingConfig:
     rest_api_port: int = 8501
     num_versions: int = 1
     labels: tuple[tuple[str, int], ...] = ()
-    max_batch_size: int = 8
+    max_batch_size: int = 8  # images per executed batch
+    max_request_images: int = 64  # a request with more images is split into batches of max_batch_size
     batch_timeout_micros: int = 5000
-    num_batch_threads: int = 0  # 0: as many as cores
+    num_batch_threads: int = 0  # 0: the target's choice: this host's cores here, GPU_BATCH_THREADS in Docker
     max_enqueued_batches: int = 64
-    image: str = "tensorflow/serving:latest-gpu"  # pin a release tag in production
+    image: str = dataclasses.field(default_factory=matching_image)
     start: bool = False
 
 
@@ -48,21 +61,28 @@ def models_config(c: TfServingConfig, base_path: str) -> str:
 
 
 def batching_config(c: TfServingConfig, threads: int) -> str:
-    return (f"max_batch_size {{ value: {c.max_batch_size} }}\n"
+    # TF Serving's batcher joins whatever requests are queued and, with padding off, fails the whole batch
+    # when their images differ in size ("different shapes and padding is turned off"). So clients must send
+    # one image size: SrganClient and serving.upscale send fixed-size tiles. Padding is not an option for a
+    # convolutional generator: padded pixels would change the border of every image in the batch.
+    # Requests larger than a batch are split (large batch splitting), so any request size is served.
+    return (f"max_batch_size {{ value: {max(c.max_request_images, c.max_batch_size)} }}\n"
+            f"max_execution_batch_size {{ value: {c.max_batch_size} }}\n"
+            "enable_large_batch_splitting: true\n"
             f"batch_timeout_micros {{ value: {c.batch_timeout_micros} }}\n"
             f"num_batch_threads {{ value: {threads} }}\n"
             f"max_enqueued_batches {{ value: {c.max_enqueued_batches} }}\n"
-            # Requests of any image size may be batched only with requests of the same size.
             "pad_variable_length_inputs: false\n")
 
 
 MONITORING_CONFIG = 'prometheus_config {\n  enable: true\n  path: "/monitoring/prometheus/metrics"\n}\n'
 
 
-def write_configs(c: TfServingConfig, base_path: str | None = None) -> dict[str, Path]:
+def write_configs(c: TfServingConfig, base_path: str | None = None, gpu: bool = False) -> dict[str, Path]:
+    """The configuration files for one target: this host (`gpu` False) or TF Serving's GPU image."""
     import os
     c.config_dir.mkdir(parents=True, exist_ok=True)
-    threads = c.num_batch_threads or os.cpu_count() or 1
+    threads = c.num_batch_threads or (GPU_BATCH_THREADS if gpu else os.cpu_count() or 1)
     files = {"models": c.config_dir / "models.config", "batching": c.config_dir / "batching.config",
              "monitoring": c.config_dir / "monitoring.config"}
     files["models"].write_text(models_config(c, base_path or str(c.model_base_path.resolve())))
@@ -76,7 +96,9 @@ def server_command(c: TfServingConfig, files: dict[str, Path]) -> list[str]:
             f"--model_config_file={files['models'].resolve()}", "--model_config_file_poll_wait_seconds=60",
             "--file_system_poll_wait_seconds=1", "--enable_batching=true",
             f"--batching_parameters_file={files['batching'].resolve()}",
-            f"--monitoring_config_file={files['monitoring'].resolve()}", "--enable_model_warmup=true"]
+            f"--monitoring_config_file={files['monitoring'].resolve()}", "--enable_model_warmup=true",
+            # TF Serving reads labels before any version has loaded and refuses to start without this.
+            *(["--allow_version_labels_for_unavailable_models=true"] if c.labels else [])]
 
 
 def docker_command(c: TfServingConfig) -> list[str]:
@@ -103,10 +125,14 @@ def parse_args(argv=None) -> TfServingConfig:
     p.add_argument("--num_versions", type=int, default=d.num_versions, help="serve the latest N versions")
     p.add_argument("--label", action="append", default=[], metavar="NAME=VERSION",
                    help="a version label, e.g. stable=3 (repeatable)")
-    p.add_argument("--max_batch_size", type=int, default=d.max_batch_size)
+    p.add_argument("--max_batch_size", type=int, default=d.max_batch_size, help="images per executed batch")
+    p.add_argument("--max_request_images", type=int, default=d.max_request_images,
+                   help="largest request accepted by the batcher (split into batches of --max_batch_size)")
     p.add_argument("--batch_timeout_micros", type=int, default=d.batch_timeout_micros)
-    p.add_argument("--num_batch_threads", type=int, default=d.num_batch_threads)
-    p.add_argument("--image", default=d.image, help="TF Serving Docker image for the printed command")
+    p.add_argument("--num_batch_threads", type=int, default=d.num_batch_threads,
+                   help=f"0: this host's cores for the local command, {GPU_BATCH_THREADS} for the GPU image")
+    p.add_argument("--image", default=d.image,
+                   help="TF Serving Docker image (default: the release matching our TensorFlow)")
     p.add_argument("--start", action="store_true", help="start tensorflow_model_server if it is on PATH")
     args = vars(p.parse_args(argv))
     labels = []
@@ -140,7 +166,7 @@ def run(c: TfServingConfig) -> int:
     if not c.model_base_path.is_dir():
         raise UsageError(f"{c.model_base_path} is not a folder; export a model first (python -m export.to_onnx).")
     files = write_configs(c)
-    write_configs(dataclasses.replace(c, config_dir=c.config_dir / "docker"), f"/models/{c.model_name}")
+    write_configs(dataclasses.replace(c, config_dir=c.config_dir / "docker"), f"/models/{c.model_name}", gpu=True)
     command = server_command(c, files)
     print(f"wrote {', '.join(str(p) for p in files.values())}\n")
     print("TF Serving on this machine:\n  " + shlex.join(command) + "\n")

@@ -23,18 +23,34 @@ def receptive_radius(residual_blocks: int = 16, scale: int = 4) -> int:
     return math.ceil(radius)
 
 
+def _windows(length: int, tile: int, overlap: int) -> list[tuple[int, int, int, int]]:
+    """Along one axis: (window start, window end, kept start, kept end) for every tile.
+
+    Every window has the same size, tile + 2·overlap (the whole axis when it is shorter): a window that would
+    cross the image's edge is moved inside, flush with it, overlapping its neighbour more. Its kept part then
+    still has `overlap` pixels of real context on each side (or the image's own edge), so nothing changes.
+    """
+    size = tile + 2 * overlap
+    if length <= size:
+        return [(0, length, 0, length)]
+    windows = []
+    for kept in range(0, length, tile):
+        start = min(max(kept - overlap, 0), length - size)
+        windows.append((start, start + size, kept, min(kept + tile, length)))
+    return windows
+
+
 def tiled_upscale(image: np.ndarray, upscale: Callable[[np.ndarray], np.ndarray], scale: int = 4,
                   tile: int = 128, overlap: int = 40) -> np.ndarray:
-    """uint8 (H, W, 3) → uint8 (scale·H, scale·W, 3) through `upscale` (uint8 NHWC → uint8 NHWC), tile by tile."""
+    """uint8 (H, W, 3) → uint8 (scale·H, scale·W, 3) through `upscale` (uint8 NHWC → uint8 NHWC), tile by tile.
+
+    Every call gets the same shape, 1 × (tile + 2·overlap)² (or the whole image where it is smaller): requests
+    that TF Serving's batcher can join, since it fails a batch whose images differ in size.
+    """
     h, w = image.shape[:2]
-    if h <= tile + 2 * overlap and w <= tile + 2 * overlap:
-        return upscale(image[None])[0]
     out = np.empty((h * scale, w * scale, image.shape[2]), np.uint8)
-    for top in range(0, h, tile):
-        for left in range(0, w, tile):
-            bottom, right = min(top + tile, h), min(left + tile, w)
-            y0, x0 = max(top - overlap, 0), max(left - overlap, 0)
-            y1, x1 = min(bottom + overlap, h), min(right + overlap, w)
+    for y0, y1, top, bottom in _windows(h, tile, overlap):
+        for x0, x1, left, right in _windows(w, tile, overlap):
             sr = upscale(image[None, y0:y1, x0:x1])[0]
             out[top * scale:bottom * scale, left * scale:right * scale] = sr[
                 (top - y0) * scale:(bottom - y0) * scale, (left - x0) * scale:(right - x0) * scale]

@@ -1,5 +1,6 @@
 """The real TF Serving: its configuration is checked here; the binary itself runs where it is installed."""
 
+import os
 import shutil
 
 import numpy as np
@@ -9,7 +10,7 @@ from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 from serving.client import SrganClient
-from serving.tf_serving import TfServingConfig, docker_command, server_command, start_and_wait, write_configs
+from serving.tf_serving import GPU_BATCH_THREADS, TfServingConfig, docker_command, server_command, start_and_wait, write_configs
 from tests.conftest import run_module
 
 
@@ -22,13 +23,24 @@ def test_configs_parse_as_tf_serving_protos(tmp_path):
     assert model.name == "srgan" and model.base_path == str((tmp_path / "srgan").resolve())
     assert model.model_version_policy.latest.num_versions == 2
     assert dict(model.version_labels) == {"stable": 1, "canary": 2}
-    assert "max_batch_size { value: 8 }" in files["batching"].read_text()
+    batching = files["batching"].read_text()  # (BatchingParameters' proto is not in tensorflow-serving-api)
+    # Requests up to 64 images are accepted and split into executed batches of 8; padding stays off, so
+    # clients must send one image size (SrganClient's tiles).
+    for line in ("max_batch_size { value: 64 }", "max_execution_batch_size { value: 8 }",
+                 "enable_large_batch_splitting: true", "pad_variable_length_inputs: false",
+                 f"num_batch_threads {{ value: {os.cpu_count() or 1} }}"):  # this host is the target
+        assert line in batching.splitlines(), line
     assert "prometheus_config" in files["monitoring"].read_text()
     command = server_command(config, files)
     assert command[0] == "tensorflow_model_server" and "--enable_batching=true" in command
     assert any(flag.startswith("--batching_parameters_file=") for flag in command)
+    assert "--allow_version_labels_for_unavailable_models=true" in command  # labels refused at start otherwise
     docker = docker_command(config)
     assert "--gpus" in docker and f"{(tmp_path / 'srgan').resolve()}:/models/srgan:ro" in docker
+    assert "tensorflow/serving:2.21.0-gpu" in docker  # the release that matches our TensorFlow, pinned
+    gpu = write_configs(TfServingConfig(config_dir=tmp_path / "gpu"), "/models/srgan", gpu=True)
+    # The GPU image's threads come from that target, not from this host.
+    assert f"num_batch_threads {{ value: {GPU_BATCH_THREADS} }}" in gpu["batching"].read_text().splitlines()
 
 
 def test_the_embedded_server_reads_the_same_models_config(exported, tmp_path):

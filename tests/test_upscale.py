@@ -18,12 +18,19 @@ def test_tiled_upscaling_equals_whole_image_upscaling(exported):
     upscale = _session_fn(exported[0])
     spec = json.loads((exported[0] / "export.json").read_text())["model_spec"]
     radius = receptive_radius(spec["residual_blocks"], spec["scale"])
-    image = np.random.default_rng(0).integers(0, 256, (70, 90, 3), dtype=np.uint8)
+    image = np.random.default_rng(0).integers(0, 256, (70, 90, 3), dtype=np.uint8)  # not a multiple of 24
     whole = upscale(image[None])[0]
-    tiled = tiled_upscale(image, upscale, tile=24, overlap=radius)
+    shapes = []
+    tiled = tiled_upscale(image, lambda x: shapes.append(x.shape) or upscale(x), tile=24, overlap=radius)
     diff = np.abs(tiled.astype(int) - whole)
     assert tiled.shape == (280, 360, 3)
     assert (diff == 0).mean() >= 0.999 and diff.max() <= 1
+    window = 24 + 2 * radius
+    assert len(shapes) > 4 and set(shapes) == {(1, window, window, 3)}  # one shape: TF Serving can batch them
+    small = image[:20, :30]
+    shapes.clear()
+    tiled_upscale(small, lambda x: shapes.append(x.shape) or upscale(x), tile=24, overlap=radius)
+    assert shapes == [(1, 20, 30, 3)]  # smaller than a window: sent whole
     seamed = tiled_upscale(image, upscale, tile=24, overlap=0)  # without overlap the seams show
     assert np.abs(seamed.astype(int) - whole).max() > 10
 
