@@ -1,8 +1,13 @@
 """`python -m serving.demo`: the serving step of the quick start, end to end over real gRPC.
 
 Starts the embedded TF Serving-compatible server on a free port of 127.0.0.1, waits until the newest version
-is AVAILABLE, sends a real image through the client, checks the answer against ONNX Runtime in this process,
-saves the result as PNG, then stops the server with SIGTERM and checks it drained and exited cleanly.
+is AVAILABLE, takes a photograph (by default one the shipped model never saw), degrades it ×4 as training
+does, sends the small image through the client, checks the answer against ONNX Runtime in this process,
+scores it and bicubic against the original (PSNR on Y), saves the pictures as PNG, then stops the server
+with SIGTERM and checks it drained and exited cleanly.
+
+The quick start's last step, not part of the serving library: it borrows training's degradation and metric
+code so that its PSNR is the one `benchmarks/quality.py` and training report.
 """
 
 import argparse
@@ -32,15 +37,28 @@ def start_server(model_dir: Path, *flags: str) -> tuple[subprocess.Popen, str]:
     raise UsageError(f"the server did not start (exit status {process.wait()}).")
 
 
+def _default_photo() -> Path:
+    from training.data.photos import HELD_OUT_PHOTOS
+    return HELD_OUT_PHOTOS[-1].path()  # a portrait, never trained on
+
+
 @exit_on_usage_error
-def run(model_dir: Path, image_path: Path, out_dir: Path) -> int:
+def run(model_dir: Path, image_path: Path | None, out_dir: Path) -> int:
+    from training import evaluation
+    from training.data.images import BadImage, read_rgb
+
     try:
         version_dir = resolve_version_dir(model_dir)
     except FileNotFoundError as error:
         raise UsageError(f"{error}; export one with python -m export.to_onnx.") from None
+    image_path = image_path or _default_photo()
     if not image_path.is_file():
-        raise UsageError(f"{image_path} does not exist; pass --image with a picture to send.")
-    image = np.asarray(Image.open(image_path).convert("RGB"))
+        raise UsageError(f"{image_path} does not exist; pass --image with a photograph.")
+    try:
+        pair = evaluation.make_pair(image_path.stem, read_rgb(image_path, min_size=16)[0])
+    except BadImage as bad:
+        raise UsageError(f"{image_path} cannot be used ({bad.reason}); pass --image with a photograph.") from None
+    image = pair.lr
     process, target = start_server(model_dir)
     try:
         with SrganClient(target) as client:
@@ -56,9 +74,16 @@ def run(model_dir: Path, image_path: Path, out_dir: Path) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     out_path = out_dir / f"{image_path.stem}_grpc_x4.png"
     Image.fromarray(sr).save(out_path)
+    Image.fromarray(image).save(out_dir / f"{image_path.stem}_lr.png")
+    bicubic = evaluation.BASELINES["bicubic"](image, 4)
+    Image.fromarray(bicubic).save(out_dir / f"{image_path.stem}_bicubic_x4.png")
+    model_score, bicubic_score = (evaluation.score_image(x, pair.hr, 4) for x in (sr, bicubic))
     print(f"gRPC {target}: {image.shape[1]}×{image.shape[0]} → {sr.shape[1]}×{sr.shape[0]} in {seconds * 1000:.0f} ms "
           f"(first request); vs ONNX Runtime: {100 * (diff == 0).mean():.3f} % identical, max difference "
           f"{diff.max()}; saved {out_path}")
+    print(f"{image_path.name} downscaled ×4 and upscaled again: gRPC answer PSNR {model_score['psnr']:.2f} dB, "
+          f"SSIM {model_score['ssim']:.4f}; bicubic {bicubic_score['psnr']:.2f} dB, {bicubic_score['ssim']:.4f} "
+          f"({model_score['psnr'] - bicubic_score['psnr']:+.2f} dB over bicubic)")
     clean = process.returncode == 0 and "stopped" in output
     print(f"server stopped on SIGTERM, exit status {process.returncode}" + ("" if clean else " (NOT clean)"))
     return 0 if clean and diff.max() <= 1 else 1
@@ -67,7 +92,8 @@ def run(model_dir: Path, image_path: Path, out_dir: Path) -> int:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m serving.demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--model-dir", type=Path, default=Path("models/srgan"))
-    p.add_argument("--image", type=Path, default=Path("runs/demo/test_images/lr/00.png"))
+    p.add_argument("--image", type=Path,
+                   help="a photograph (default: matplotlib's grace_hopper.jpg, held out from training)")
     p.add_argument("--out", type=Path, default=Path("results"))
     args = p.parse_args(argv)
     return run(args.model_dir, args.image, args.out)
