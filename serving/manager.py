@@ -17,8 +17,8 @@ import grpc
 from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
-from serving.errors import ServingError, invalid_argument, not_found
-from serving.model_repository import versions
+from serving.errors import ServingError, describe, invalid_argument, not_found
+from serving.model_repository import version_dirs
 from serving.servable import Servable
 
 State = get_model_status_pb2.ModelVersionStatus.State
@@ -60,22 +60,24 @@ class ServedModel:
         return loadable[-count:]
 
     def poll(self) -> None:
+        """One look at the base path; raises OSError when it cannot be read."""
         base = Path(self.config.base_path)
-        on_disk = [v for v in versions(base) if self._inside_base(base, v)]
+        folders = {v: path for v, path in version_dirs(base).items() if self._inside_base(base, v, path)}
+        on_disk = list(folders)
         for version, mtime in list(self._failed.items()):
-            if version not in on_disk or _mtime(base / str(version)) != mtime:
+            if version not in on_disk or _mtime(folders[version]) != mtime:
                 del self._failed[version]  # changed or gone: worth another try later
         for version in self._wanted(on_disk):
             if version not in self.available:
-                self._load(version, base / str(version))
+                self._load(version, folders[version])
         wanted = set(self._wanted(on_disk))  # again: a failed load falls back to an older version
         for version in sorted(self.available):
             if version not in wanted and (wanted & set(self.available)):
                 self._unload(version)
 
-    def _inside_base(self, base: Path, version: int) -> bool:
+    def _inside_base(self, base: Path, version: int, folder: Path) -> bool:
         """A version folder that is a link leading out of the base path is never read."""
-        if (base / str(version)).resolve().is_relative_to(base.resolve()):
+        if folder.resolve().is_relative_to(base.resolve()):
             return True
         if self.statuses.get(version, VersionStatus(State.UNKNOWN)).state != State.END:
             self.statuses[version] = VersionStatus(State.END, f"version {version} of {self.name} leads outside "
@@ -149,6 +151,8 @@ class ModelManager:
                  allow_unavailable_labels: bool = False):
         self.backend = backend
         self.allow_unavailable_labels = allow_unavailable_labels
+        self.readable = True
+        self.on_readable_change = None  # called with False/True when a base path stops/starts being readable
         self.poll_seconds = poll_seconds
         self.models = {c.name: ServedModel(c, backend) for c in configs}
         # A reload request may only name base paths inside the repositories the server was started on.
@@ -158,9 +162,22 @@ class ModelManager:
         self._thread = None
 
     def poll(self) -> None:
+        """Look at every model's base path. Nothing found there (an odd folder name, an unreadable
+        directory, a version that fails to load) can stop the poller: errors are logged, and `readable` turns
+        False (health NOT_SERVING) while a base path cannot be read."""
+        readable = True
         with self._poll_lock:
             for model in list(self.models.values()):
-                model.poll()
+                try:
+                    model.poll()
+                except Exception as error:  # noqa: BLE001 - the poller must survive anything on disk
+                    readable = False
+                    print(f"warning: cannot read the versions of {model.name} in {model.config.base_path}: "
+                          f"{describe(error)}", file=sys.stderr, flush=True)
+        if readable != self.readable:
+            self.readable = readable
+            if self.on_readable_change:
+                self.on_readable_change(readable)
 
     def start(self) -> None:
         self.poll()

@@ -4,16 +4,49 @@ Anything else in a model directory (a half-written export's hidden temporary fol
 version, exactly as TF Serving's file-system source sees it.
 """
 
+import os
 from pathlib import Path
+
+_SPACES = " \t\n\v\f\r"
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+
+
+def parse_version(name: str) -> int | None:
+    """The version a folder name stands for, by TF Serving's rule, or None.
+
+    TF Serving parses names with `strings::safe_strto64` (file_system_storage_path_source.cc): ASCII digits,
+    an optional '-', surrounding whitespace, within int64; "01" is version 1, while "²", "٣" (digits to
+    Python's `isdigit`, not to C) and 99999999999999999999 (beyond int64) are not versions. Our contract
+    serves positive versions only, so 0 and negative numbers are ignored too.
+    """
+    text = name.strip(_SPACES)
+    digits = text[1:] if text.startswith("-") else text
+    if not digits or any(not "0" <= c <= "9" for c in digits):
+        return None
+    value = int(text)
+    return value if 0 < value <= _INT64[1] else None
+
+
+def version_dirs(model_path: Path) -> dict[int, Path]:
+    """version → folder under a model directory, ascending. When two names give one version ("1", "01"), the
+    last in sorted order wins, as in TF Serving. Files are not versions. Raises OSError when the directory is
+    missing or cannot be read (TF Serving: "Could not find base path …")."""
+    model_path = Path(model_path)
+    names = sorted(os.listdir(model_path))
+    found = {}
+    for name in names:
+        version = parse_version(name)
+        if version is not None and (model_path / name).is_dir():
+            found[version] = model_path / name
+    return dict(sorted(found.items()))
 
 
 def versions(model_path: Path) -> list[int]:
     """The version numbers present under a model directory, ascending."""
-    model_path = Path(model_path)
-    if not model_path.is_dir():
+    try:
+        return list(version_dirs(model_path))
+    except OSError:
         return []
-    return sorted(int(p.name) for p in model_path.iterdir()
-                  if p.is_dir() and p.name.isdigit() and int(p.name) > 0)
 
 
 def resolve_version_dir(path: Path) -> Path:
@@ -22,9 +55,9 @@ def resolve_version_dir(path: Path) -> Path:
     Raises FileNotFoundError when there is none.
     """
     path = Path(path)
-    if path.name.isdigit() and path.is_dir():
+    if parse_version(path.name) is not None and path.is_dir():
         return path
-    found = versions(path)
+    found = version_dirs(path) if path.is_dir() else {}
     if not found:
         raise FileNotFoundError(f"no model version under {path} (expected {path}/<version>/)")
-    return path / str(found[-1])
+    return found[max(found)]

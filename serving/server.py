@@ -121,7 +121,13 @@ class ModelServer:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         self.port = None
 
+    def _set_health(self, readable: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if readable else health_pb2.HealthCheckResponse.NOT_SERVING
+        for service in ("", "tensorflow.serving.PredictionService", "tensorflow.serving.ModelService"):
+            self.health.set(service, status)
+
     def start(self) -> int:
+        self.manager.on_readable_change = self._set_health
         self.manager.start()
         if not self.config.allow_version_labels_for_unavailable_models:
             try:
@@ -134,8 +140,7 @@ class ModelServer:
         if self.port == 0:
             raise UsageError(f"cannot bind {self.config.host}:{self.config.port}; is the port in use?")
         self.server.start()
-        for service in ("", "tensorflow.serving.PredictionService", "tensorflow.serving.ModelService"):
-            self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        self._set_health(self.manager.readable)
         return self.port
 
     def stop(self) -> None:

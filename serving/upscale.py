@@ -4,9 +4,10 @@
     python -m serving.upscale photo.jpg -o upscaled/ --backend grpc --target 127.0.0.1:8500
 
 Large images are cut into tiles with enough overlap that the stitched result equals whole-image inference.
-EXIF orientation is applied; grey-scale images come back grey-scale; an alpha channel is upscaled bicubic
-beside the model's RGB. Unreadable files are reported and skipped; the others are still processed
-(exit status 1 if any failed).
+EXIF orientation is applied; grey-scale images (16-bit ones scaled, as training reads them) come back
+grey-scale; an alpha channel is upscaled bicubic beside the model's RGB. A file that cannot be used (corrupt,
+truncated, or claiming more than --max-pixels in its header: refused before decoding) is reported and
+skipped; the others are still processed and a summary is printed (exit status 1 if any failed).
 """
 
 import argparse
@@ -17,12 +18,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 from tqdm import tqdm
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from serving.errors import UsageError, exit_on_usage_error  # noqa: E402
+from serving.errors import UsageError, describe, exit_on_usage_error  # noqa: E402
+from serving.images import DEFAULT_MAX_PIXELS, Picture, UnreadableImage, read_picture  # noqa: E402
 from serving.model_repository import resolve_version_dir  # noqa: E402
 from serving.tiling import receptive_radius, tiled_upscale  # noqa: E402
 
@@ -37,6 +39,7 @@ class UpscaleConfig:
     model_name: str = "srgan"
     tile: int = 128
     overlap: int | None = None  # default: the generator's receptive-field radius
+    max_pixels: int = DEFAULT_MAX_PIXELS  # larger files are refused from their header, before decoding
 
 
 def parse_args(argv=None) -> UpscaleConfig:
@@ -51,9 +54,11 @@ def parse_args(argv=None) -> UpscaleConfig:
     p.add_argument("--model-name", default="srgan")
     p.add_argument("--tile", type=int, default=128, help="input tile side in pixels")
     p.add_argument("--overlap", type=int, help="input pixels added around each tile (default: receptive field)")
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                   help="refuse files whose header claims more input pixels (checked before decoding)")
     args = p.parse_args(argv)
     return UpscaleConfig(tuple(args.inputs), args.out_dir, args.backend, args.model_dir, args.target,
-                         args.model_name, args.tile, args.overlap)
+                         args.model_name, args.tile, args.overlap, args.max_pixels)
 
 
 def _model_facts(version_dir: Path | None) -> tuple[int, int]:
@@ -80,20 +85,13 @@ def make_upscaler(config: UpscaleConfig):
     return (lambda images: runner.run("serving_default", {"images": images})["sr_images"]), version_dir
 
 
-def read_image(path: Path) -> Image.Image:
-    with Image.open(path) as image:
-        image.load()
-        return ImageOps.exif_transpose(image)
-
-
-def upscale_image(image: Image.Image, upscale, scale: int, tile: int, overlap: int) -> Image.Image:
-    rgb = np.asarray(image.convert("RGB"))
-    sr = Image.fromarray(tiled_upscale(rgb, upscale, scale, tile, overlap))
-    if image.mode in ("L", "I", "I;16", "1"):
-        return sr.convert("L")
-    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-        alpha = image.convert("RGBA").getchannel("A").resize(sr.size, Image.Resampling.BICUBIC)
-        sr.putalpha(alpha)
+def upscale_picture(picture: Picture, upscale, scale: int, tile: int, overlap: int) -> Image.Image:
+    sr = Image.fromarray(tiled_upscale(picture.rgb, upscale, scale, tile, overlap))
+    if picture.grey:
+        sr = sr.convert("L")
+    if picture.alpha is not None:
+        sr = sr.convert("LA" if picture.grey else "RGBA")
+        sr.putalpha(Image.fromarray(picture.alpha).resize(sr.size, Image.Resampling.BICUBIC))
     return sr
 
 
@@ -106,12 +104,13 @@ def run(config: UpscaleConfig) -> int:
     failed = []
     for path in tqdm(config.inputs, desc="upscaling", unit="img"):
         try:
-            image = read_image(path)
-        except (OSError, ValueError, SyntaxError) as error:  # what PIL raises for unreadable files
-            failed.append((path, str(error).splitlines()[0] if str(error) else type(error).__name__))
-            continue
-        result = upscale_image(image, upscale, scale, config.tile, overlap)
-        result.save(config.out_dir / f"{path.stem}_x{scale}.png")
+            picture = read_picture(path, config.max_pixels)
+            result = upscale_picture(picture, upscale, scale, config.tile, overlap)
+            result.save(config.out_dir / f"{path.stem}_x{scale}.png")
+        except UnreadableImage as error:
+            failed.append((path, error.reason))
+        except Exception as error:  # noqa: BLE001 - one file's failure (a refused request…) never stops the rest
+            failed.append((path, describe(error)))
     done = len(config.inputs) - len(failed)
     print(f"upscaled {done} of {len(config.inputs)} images ×{scale} into {config.out_dir}")
     for path, reason in failed:

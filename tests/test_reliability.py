@@ -304,3 +304,77 @@ def test_an_export_killed_at_any_moment_leaves_no_partial_version(trained_run, t
     if visible:
         assert json.loads((model_path / "1" / "parity.json").read_text())["passed"]
         assert (model_path / "1" / "model.onnx").exists() and (model_path / "1" / "export.json").exists()
+
+
+def test_version_folder_names_follow_tf_servings_rule():
+    from serving.model_repository import parse_version
+    # strings::safe_strto64, as file_system_storage_path_source.cc parses them; positive versions only.
+    cases = {"1": 1, "01": 1, " 7 ": 7, "42": 42, str((1 << 63) - 1): (1 << 63) - 1, "99999999999999999999": None,
+             "²": None, "٣": None, "1.5": None, "v2": None, "": None, "-3": None, "0": None, ".staging-1": None}
+    assert {name: parse_version(name) for name in cases} == cases
+
+
+def test_odd_names_in_the_repository_never_stop_the_poller(repository, exported, tmp_path):
+    base = tmp_path / "srgan"
+    base.mkdir()
+    copy_version(exported[0], base, 1)
+    server = ServerProcess("--model_base_path", str(base), "--file_system_poll_wait_seconds", "0.2")
+    probe = {"images": np.zeros((1, 8, 8, 3), np.uint8)}
+    try:
+        for name in ("²", "٣", "99999999999999999999", "01"):
+            shutil.copytree(exported[0], base / name)
+        (base / "7").write_text("a file, not a version")
+        time.sleep(1.0)  # several polls over the odd names
+        assert raw_predict(server.target, probe).model_spec.version.value == 1
+        with SrganClient(server.target) as client:
+            assert [s["version"] for s in client.status()] == [1]
+        assert _healthy(server.target)
+        copy_version(exported[0], base, 2)  # a later valid version still loads
+        deadline = time.monotonic() + 60
+        while raw_predict(server.target, probe).model_spec.version.value != 2:
+            assert time.monotonic() < deadline, "version 2 was never served"
+            time.sleep(0.2)
+        # A repository that cannot be read: health says NOT_SERVING, the loaded version keeps answering.
+        base.rename(tmp_path / "away")
+        base.write_text("not a folder")
+        deadline = time.monotonic() + 30
+        while _healthy(server.target):
+            assert time.monotonic() < deadline, "health never turned NOT_SERVING"
+            time.sleep(0.2)
+        assert raw_predict(server.target, probe).model_spec.version.value == 2
+        base.unlink()
+        (tmp_path / "away").rename(base)
+        deadline = time.monotonic() + 30
+        while not _healthy(server.target):
+            assert time.monotonic() < deadline, "health never came back"
+            time.sleep(0.2)
+    finally:
+        assert server.stop() == 0
+
+
+def test_upscale_command_survives_bombs_truncated_files_and_reads_16_bit_as_training_does(exported, tmp_path, rng):
+    folder = tmp_path / "in"
+    good = write_image(folder / "good.png", rng.integers(0, 256, (12, 14, 3), dtype=np.uint8))
+    (folder / "bomb.png").write_bytes(_png_claiming(100_000, 100_000))  # 10 gigapixels in 60 bytes
+    truncated = write_image(folder / "cut.jpg", rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    truncated.write_bytes(truncated.read_bytes()[:300])
+    deep = (np.arange(10 * 11, dtype=np.uint16).reshape(10, 11) * 500).astype(np.uint16)  # uses all 16 bits
+    from PIL import Image
+    Image.fromarray(deep).save(folder / "deep.png")  # mode I;16
+    last = write_image(folder / "z_last.png", rng.integers(0, 256, (9, 9, 3), dtype=np.uint8))
+    files = [good, folder / "bomb.png", truncated, folder / "deep.png", last]
+    result = subprocess.run([sys.executable, "-m", "serving.upscale", *map(str, files), "-o", str(tmp_path / "out"),
+                             "--model-dir", str(exported[0].parent)], cwd=REPO, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "upscaled 3 of 5 images" in result.stdout
+    assert "bomb.png: too large" in result.stderr and "cut.jpg: unreadable" in result.stderr
+    for name in ("good_x4.png", "deep_x4.png", "z_last_x4.png"):  # files after the bad ones still processed
+        assert (tmp_path / "out" / name).exists(), name
+    out = np.asarray(Image.open(tmp_path / "out" / "deep_x4.png"))
+    eight_bit = np.round(deep / 257.0).astype(np.uint8)  # scaled, not clipped
+    expected = create_session(exported[0] / "model.onnx").run(
+        None, {"images": np.repeat(eight_bit[None, ..., None], 3, axis=3)})[0][0]
+    expected_grey = np.asarray(Image.fromarray(expected).convert("L"))
+    assert out.shape == (40, 44) and np.abs(out.astype(int) - expected_grey).max() <= 1
+    assert (out == 255).mean() < 0.5  # the old reader clipped almost every pixel to 255

@@ -2,11 +2,10 @@
 
 import collections
 import dataclasses
-import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 
@@ -22,33 +21,23 @@ class BadImage(Exception):
 def read_rgb(path: Path, min_size: int = 0) -> tuple[np.ndarray, bool]:
     """The image as H×W×3 uint8, and whether it had to be converted (grey, alpha, palette, 16-bit…).
 
-    EXIF orientation is applied, alpha is composited on white. Raises `BadImage`.
+    Read by `serving.images.read_picture` (the reader `serving.upscale` uses too): oversize files refused
+    from their header, EXIF orientation applied, 16-bit scaled; alpha is composited on white here.
+    Raises `BadImage`.
     """
-    path = Path(path)
-    if path.stat().st_size == 0:
-        raise BadImage("empty file")
+    from serving.images import UnreadableImage, read_picture
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                image.load()
-                converted = image.mode != "RGB"
-                image = ImageOps.exif_transpose(image)
-                if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-                    rgba = image.convert("RGBA")
-                    image = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)
-                elif image.mode in ("I;16", "I;16B", "I;16L", "I"):
-                    # 16-bit grey: scale to 8 bits rather than clip.
-                    image = Image.fromarray((np.asarray(image, dtype=np.float64) / 257.0).round()
-                                            .clip(0, 255).astype(np.uint8))
-                rgb = np.asarray(image.convert("RGB"))
-    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
-        raise BadImage("too large") from None
-    except (OSError, ValueError, SyntaxError) as error:  # what PIL raises for corrupt or unknown data
-        raise BadImage("unreadable") from error
+        picture = read_picture(path)
+    except UnreadableImage as error:
+        reason = error.reason.split(" (")[0]  # the report counts by reason: "too large", "unreadable", …
+        raise BadImage(reason) from None
+    rgb = picture.rgb
+    if picture.alpha is not None:
+        a = picture.alpha[..., None].astype(np.float32) / 255.0
+        rgb = np.round(rgb * a + 255.0 * (1.0 - a)).astype(np.uint8)
     if min(rgb.shape[:2]) < min_size:
         raise BadImage(f"smaller than {min_size}×{min_size}")
-    return rgb, converted
+    return rgb, picture.converted
 
 
 def center_crop(rgb: np.ndarray, size: int) -> np.ndarray:
