@@ -4,15 +4,23 @@ On a machine with few cores, running concurrent requests side by side makes thre
 one batch uses them fully. A worker takes the oldest request, waits up to `timeout_s` for compatible ones
 (same servable, signature, dtype and H×W) until `max_batch_size` images are gathered, runs them together and
 hands each caller its slice. TF Serving's `max_batch_size`, `batch_timeout_micros` and `num_batch_threads`.
+A request whose client has gone (cancelled, or past its deadline) is dropped when the batch is formed, so
+it costs no computation.
 """
 
 import collections
 import concurrent.futures
 import dataclasses
+import sys
 import threading
 import time
+from collections.abc import Callable
 
 import numpy as np
+
+
+class Abandoned(Exception):
+    """The caller went away before its batch ran."""
 
 
 @dataclasses.dataclass(eq=False)  # compared by identity: comparing the arrays would be wrong and slow
@@ -22,6 +30,7 @@ class _Task:
     key: str
     array: np.ndarray
     future: concurrent.futures.Future
+    wanted: Callable[[], bool] = lambda: True  # False once the client has cancelled or its deadline passed
 
     @property
     def group(self):
@@ -40,14 +49,15 @@ class Batcher:
         for worker in self._workers:
             worker.start()
 
-    def run(self, servable, signature: str, inputs: dict) -> dict:
-        """Run through a batch when the request has one batchable input; directly otherwise."""
+    def run(self, servable, signature: str, inputs: dict, wanted: Callable[[], bool] = lambda: True) -> dict:
+        """Run through a batch when the request has one batchable input; directly otherwise. `wanted()`
+        says whether the caller still waits for the answer."""
         if len(inputs) != 1:
             return servable.runner.run(signature, inputs)
         (key, array), = inputs.items()
         if array.ndim != 4 or array.shape[0] >= self.max_batch_size:
             return servable.runner.run(signature, inputs)
-        task = _Task(servable, signature, key, array, concurrent.futures.Future())
+        task = _Task(servable, signature, key, array, concurrent.futures.Future(), wanted)
         with self._ready:
             if self._closed:
                 return servable.runner.run(signature, inputs)
@@ -55,12 +65,13 @@ class Batcher:
             self._ready.notify()
         return task.future.result()
 
-    def _take_batch(self) -> list[_Task]:
+    def _take_batch(self) -> list[_Task] | None:
+        """The next batch (possibly empty when all of it was abandoned), or None once closed and drained."""
         with self._ready:
             while not self._queue and not self._closed:
                 self._ready.wait()
             if not self._queue:
-                return []
+                return None
             first = self._queue.popleft()
             batch, size = [first], first.array.shape[0]
             deadline = time.monotonic() + self.timeout_s
@@ -76,13 +87,26 @@ class Batcher:
                 if remaining <= 0 or self._closed:
                     break
                 self._ready.wait(remaining)
-            return batch
+            return self._drop_unwanted(batch)
+
+    @staticmethod
+    def _drop_unwanted(batch: list[_Task]) -> list[_Task]:
+        kept = [t for t in batch if t.wanted()]
+        for task in batch:
+            if task not in kept:
+                task.future.set_exception(Abandoned())
+        if len(kept) < len(batch):
+            print(f"batcher: dropped {len(batch) - len(kept)} request(s) whose client cancelled or whose deadline "
+                  "passed", file=sys.stderr, flush=True)
+        return kept
 
     def _work(self) -> None:
         while True:
             batch = self._take_batch()
-            if not batch:
+            if batch is None:
                 return
+            if not batch:
+                continue  # every request of this batch was abandoned
             first = batch[0]
             try:  # whatever happens, every caller of the batch gets an answer and the worker lives on
                 arrays = [t.array for t in batch]

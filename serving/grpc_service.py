@@ -20,6 +20,7 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
 from tensorflow_serving.apis import status_pb2
 
 from serving import tensors
+from serving.batching import Abandoned
 from serving.errors import ServingError, invalid_argument, not_found
 
 
@@ -73,6 +74,12 @@ def _check_inputs(request_inputs, specs: dict, signature_def, limits: Limits) ->
     return arrays
 
 
+def _wanted(context) -> bool:
+    """Whether the client still waits: not cancelled, and its deadline (if any) not passed."""
+    remaining = context.time_remaining()
+    return context.is_active() and (remaining is None or remaining > 0)
+
+
 def _output_aliases(output_filter, signature_def) -> list[str]:
     """The outputs a Predict returns: its output_filter, checked as predict_util.cc checks it, else all."""
     seen = []
@@ -104,8 +111,15 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             signature_def = servable.signature_defs[signature]
             inputs = _check_inputs(request.inputs, servable.inputs[signature], signature_def, self.limits)
             wanted = _output_aliases(request.output_filter, signature_def)  # checked before the model runs
-            run = self.batcher.run if self.batcher else lambda s, sig, x: s.runner.run(sig, x)
-            outputs = run(servable, signature, inputs)
+            if not _wanted(context):  # cancelled or expired while it was read and checked: do not compute
+                context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline exceeded before the model ran")
+            if self.batcher:
+                try:
+                    outputs = self.batcher.run(servable, signature, inputs, lambda: _wanted(context))
+                except Abandoned:  # dropped from its batch: the client had gone
+                    context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline exceeded before the model ran")
+            else:
+                outputs = servable.runner.run(signature, inputs)
         except ServingError as error:
             context.abort(error.code, error.message)
         response = predict_pb2.PredictResponse()

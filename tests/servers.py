@@ -51,7 +51,8 @@ def copy_version(src, base, version):
     staging.rename(base / str(version))  # appears atomically, as export does it
 
 
-def raw_predict(target, inputs, name="srgan", signature="", version=None, label=None, output_filter=()):
+def raw_predict(target, inputs, name="srgan", signature="", version=None, label=None, output_filter=(),
+                timeout=60):
     request = predict_pb2.PredictRequest(output_filter=list(output_filter))
     request.model_spec.name = name
     request.model_spec.signature_name = signature
@@ -62,4 +63,4 @@ def raw_predict(target, inputs, name="srgan", signature="", version=None, label=
     for key, value in inputs.items():
         request.inputs[key].CopyFrom(value if isinstance(value, tensor_pb2.TensorProto) else tensors.to_proto(value))
     with grpc.insecure_channel(target, options=[("grpc.max_send_message_length", 1 << 30)]) as channel:
-        return prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=60)
+        return prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=timeout)

@@ -378,3 +378,21 @@ def test_upscale_command_survives_bombs_truncated_files_and_reads_16_bit_as_trai
     expected_grey = np.asarray(Image.fromarray(expected).convert("L"))
     assert out.shape == (40, 44) and np.abs(out.astype(int) - expected_grey).max() <= 1
     assert (out == 255).mean() < 0.5  # the old reader clipped almost every pixel to 255
+
+
+def test_an_expired_request_is_not_computed(repository):
+    # A long batching window: the request waits in the queue past its deadline, and is dropped, not run.
+    server = ServerProcess("--model_base_path", str(repository), "--enable_batching", "--max_batch_size", "8",
+                           "--batch_timeout_micros", "1500000", "--file_system_poll_wait_seconds", "0")
+    images = np.zeros((1, 16, 16, 3), np.uint8)
+    try:
+        with pytest.raises(grpc.RpcError) as expired:
+            raw_predict(server.target, {"images": images}, timeout=0.3)
+        assert expired.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        deadline = time.monotonic() + 10
+        while not any("dropped 1 request" in line for line in server.lines):
+            assert time.monotonic() < deadline, "the expired request was not dropped:\n" + "".join(server.lines)
+            time.sleep(0.1)
+        assert raw_predict(server.target, {"images": images}).model_spec.version.value == 1  # still serving
+    finally:
+        assert server.stop() == 0
