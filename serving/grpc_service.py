@@ -11,6 +11,7 @@ comes from gRPC itself (the server's receive limit).
 """
 
 import dataclasses
+import io
 
 import grpc
 import numpy as np
@@ -29,6 +30,7 @@ class Limits:
     # Input pixels (N·H·W) one request may carry: the output is scale² times larger. Bigger images go
     # through serving.upscale, which tiles them.
     max_pixels: int = 1 << 20
+    max_images: int = 64  # images (elements) one request may carry
 
 
 def _check_inputs(request_inputs, specs: dict, signature_def, limits: Limits) -> dict[str, np.ndarray]:
@@ -70,8 +72,38 @@ def _check_inputs(request_inputs, specs: dict, signature_def, limits: Limits) ->
             raise invalid_argument(f"input '{key}': {error}") from None
         if array.dtype.kind == "f" and not np.isfinite(array).all():
             raise invalid_argument(f"input '{key}' contains NaN or Inf; send values in [-1, 1]")
+        if spec.dtype == "string":
+            _check_encoded_images(key, array, limits)
         arrays[key] = array
     return arrays
+
+
+_ENCODED_FORMATS = {"PNG", "JPEG", "GIF", "BMP"}  # what the graph's tf.io.decode_image reads
+
+
+def _check_encoded_images(key: str, blobs: np.ndarray, limits: Limits) -> None:
+    """Encoded images are measured from their headers, before anything decodes them: a 60-byte PNG that
+    claims 100 000 × 100 000 pixels is refused at no cost."""
+    from PIL import Image
+    if blobs.size > limits.max_images:
+        raise invalid_argument(f"input '{key}' holds {blobs.size} images, more than the {limits.max_images} one "
+                               "request may carry")
+    total = 0
+    for index, blob in enumerate(blobs.ravel()):
+        try:
+            with Image.open(io.BytesIO(blob)) as image:  # reads the header only
+                kind, (width, height) = image.format, image.size
+        except Image.DecompressionBombError:
+            kind, width, height = "?", limits.max_pixels + 1, 1
+        except Exception:  # noqa: BLE001 - anything PIL cannot even identify
+            kind, width, height = None, 0, 0
+        if kind not in _ENCODED_FORMATS and kind != "?":
+            raise invalid_argument(f"input '{key}' image {index} is not a PNG, JPEG, GIF or BMP file")
+        total += width * height
+        if total > limits.max_pixels:
+            raise invalid_argument(f"input '{key}' claims more than the {limits.max_pixels} pixels one request may "
+                                   f"carry (image {index}: {width}×{height} in its header); send fewer or smaller "
+                                   "images, or tile them (serving.upscale does)")
 
 
 def _wanted(context) -> bool:

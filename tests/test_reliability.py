@@ -396,3 +396,34 @@ def test_an_expired_request_is_not_computed(repository):
         assert raw_predict(server.target, {"images": images}).model_spec.version.value == 1  # still serving
     finally:
         assert server.stop() == 0
+
+
+def test_encoded_bombs_are_refused_from_their_headers(repository):
+    import io
+    from PIL import Image
+    server = ServerProcess("--model_base_path", str(repository), "--file_system_poll_wait_seconds", "0")
+    small = io.BytesIO()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(small, format="PNG")
+    try:
+        ok = raw_predict(server.target, {"image_bytes": np.array([small.getvalue()], dtype=object)},
+                         signature="predict_encoded")
+        assert len(ok.outputs["sr_png_bytes"].string_val) == 1
+        rss_before = _rss_mb(server.proc.pid)
+        for claim in ((2000, 2000), (20_000, 20_000), (100_000, 100_000)):
+            with pytest.raises(grpc.RpcError) as error:
+                raw_predict(server.target, {"image_bytes": np.array([_png_claiming(*claim)], dtype=object)},
+                            signature="predict_encoded")
+            assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "more than the 1048576 pixels" in error.value.details()
+        assert _rss_mb(server.proc.pid) - rss_before < 30  # nothing was decoded
+        with pytest.raises(grpc.RpcError) as error:
+            raw_predict(server.target, {"image_bytes": np.array([small.getvalue()] * 65, dtype=object)},
+                        signature="predict_encoded")
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "65 images" in error.value.details()
+        with pytest.raises(grpc.RpcError) as error:
+            raw_predict(server.target, {"image_bytes": np.array([b"not an image"], dtype=object)},
+                        signature="predict_encoded")
+        assert "is not a PNG, JPEG, GIF or BMP" in error.value.details()
+        assert _healthy(server.target)
+    finally:
+        assert server.stop() == 0
