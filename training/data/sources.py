@@ -209,16 +209,25 @@ def _safe_name(path: Path) -> str:
     return hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:10] + "-" + path.stem
 
 
+def _read_counted(path: Path, min_size: int, report: ImageReport) -> np.ndarray | None:
+    """The image, counted in the report as used (and converted); None, counted as skipped, if unusable."""
+    try:
+        rgb, converted = read_rgb(path, min_size=min_size)
+    except BadImage as bad:
+        report.skip(path, bad.reason)
+        return None
+    report.used += 1
+    report.converted += converted
+    return rgb
+
+
 def _build_demo(files: list[Path], out_dir: Path, crop_size: int) -> Manifest:
     report = ImageReport()
     train, test = [], []
     for photo_index, path in enumerate(files):
-        try:
-            rgb, _ = read_rgb(path, min_size=DEMO_TILE)
-        except (BadImage, FileNotFoundError) as bad:
-            report.skip(path, getattr(bad, "reason", "missing"))
+        rgb = _read_counted(path, DEMO_TILE, report)
+        if rgb is None:
             continue
-        report.used += 1
         rows, cols = rgb.shape[0] // DEMO_TILE, rgb.shape[1] // DEMO_TILE
         held_out = (rows // 2, cols // 2) if photo_index < HELD_OUT else None
         for r in range(rows):
@@ -240,13 +249,9 @@ def _build_photos(files: list[Path], out_dir: Path, crop_size: int) -> Manifest:
     report = ImageReport()
     stored = []
     for path in files:
-        try:
-            rgb, converted = read_rgb(path, min_size=crop_size)
-        except (BadImage, FileNotFoundError) as bad:
-            report.skip(path, getattr(bad, "reason", "missing"))
+        rgb = _read_counted(path, crop_size, report)
+        if rgb is None:
             continue
-        report.used += 1
-        report.converted += converted
         stored.append(_save_once(rgb, out_dir / "photos" / f"{path.stem}.png"))
     held_out = len(photos.HELD_OUT_PHOTOS)
     if report.skipped:
