@@ -167,10 +167,11 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             if not request.HasField("model_spec"):  # get_model_metadata_impl.cc
                 raise invalid_argument("Missing ModelSpec")
             fields = list(request.metadata_field)
-            if fields != ["signature_def"]:
-                raise invalid_argument("GetModelMetadataRequest must specify at least one metadata_field"
-                                       if not fields else f"Metadata field {fields[0]} is not supported"
-                                       if fields[0] != "signature_def" else "Only signature_def is supported")
+            if not fields:
+                raise invalid_argument("GetModelMetadataRequest must specify at least one metadata_field")
+            for field in fields:
+                if field != "signature_def":
+                    raise invalid_argument(f"Metadata field {field} is not supported")
             servable = self.manager.resolve(request.model_spec)
         except ServingError as error:
             context.abort(error.code, error.message)

@@ -136,27 +136,32 @@ def test_bad_requests_get_tf_servings_answers(server, case):
 
 
 STATUS_AND_METADATA = {
-    # (call, model name, version, code, message, where TF Serving says it)
-    "status of an unknown model": ("status", "nope", None, "NOT_FOUND", "Could not find any versions of model nope",
-                                   "model_servers/get_model_status_impl.cc"),
-    "status of an unknown version": ("status", "srgan", 99, "NOT_FOUND", "Could not find version 99 of model srgan",
+    # (call, model name, version, metadata fields, code, message, where TF Serving says it)
+    "status of an unknown model": ("status", "nope", None, (), "NOT_FOUND",
+                                   "Could not find any versions of model nope", "model_servers/get_model_status_impl.cc"),
+    "status of an unknown version": ("status", "srgan", 99, (), "NOT_FOUND", "Could not find version 99 of model srgan",
                                      "model_servers/get_model_status_impl.cc"),
-    "metadata of an unknown model": ("metadata", "nope", None, "NOT_FOUND", "Servable not found for request",
-                                     "core/basic_manager.cc"),
-    "metadata without a name": ("metadata", "", None, "INVALID_ARGUMENT", "ModelSpec has no name specified.",
-                                "model_servers/server_core.cc"),
+    "metadata of an unknown model": ("metadata", "nope", None, ("signature_def",), "NOT_FOUND",
+                                     "Servable not found for request", "core/basic_manager.cc"),
+    "metadata without a name": ("metadata", "", None, ("signature_def",), "INVALID_ARGUMENT",
+                                "ModelSpec has no name specified.", "model_servers/server_core.cc"),
+    "metadata without a field": ("metadata", "srgan", None, (), "INVALID_ARGUMENT",
+                                 "GetModelMetadataRequest must specify at least one metadata_field",
+                                 "model_servers/get_model_metadata_impl.cc"),
+    "metadata of an unknown field": ("metadata", "srgan", None, ("signature_def", "tags"), "INVALID_ARGUMENT",
+                                     "Metadata field tags is not supported", "model_servers/get_model_metadata_impl.cc"),
 }
 
 
 @pytest.mark.parametrize("case", sorted(STATUS_AND_METADATA))
 def test_status_and_metadata_errors_are_tf_servings(server, case):
-    call, name, version, code, text, _source = STATUS_AND_METADATA[case]
+    call, name, version, fields, code, text, _source = STATUS_AND_METADATA[case]
     with grpc.insecure_channel(server.target) as channel:
         if call == "status":
             request = get_model_status_pb2.GetModelStatusRequest()
             stub = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus
         else:
-            request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+            request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=list(fields))
             stub = prediction_service_pb2_grpc.PredictionServiceStub(channel).GetModelMetadata
         request.model_spec.name = name
         if version is not None:
