@@ -54,8 +54,10 @@ def parse_args(argv=None) -> QualityConfig:
 
 
 # -- models ---------------------------------------------------------------------------------------------
-def _upscaler(version_dir: Path, backend: str):
-    """uint8 H×W×3 → uint8 (4H)×(4W)×3 through one exported form of a version."""
+def _upscaler(version_dir: Path, backend: str, tile: int = 192):
+    """uint8 H×W×3 → uint8 (4H)×(4W)×3 through one exported form of a version. Large photographs go through
+    in tiles with the receptive-field overlap (the same numbers as whole-image inference, bounded memory)."""
+    from serving.tiling import model_facts, tiled_upscale
     if backend in ("onnx", "onnx-fp16"):
         from serving.onnx_runtime import create_session
         path = version_dir / ("model.onnx" if backend == "onnx" else "model_fp16.onnx")
@@ -63,12 +65,15 @@ def _upscaler(version_dir: Path, backend: str):
             raise UserError(f"{path} does not exist" + (" (export with --fp16)" if backend == "onnx-fp16" else "")
                             + ".")
         session = create_session(path)
-        return lambda lr: session.run(None, {session.get_inputs()[0].name: lr[None]})[0][0]
-    if backend == "savedmodel":
+        run = lambda images: session.run(None, {session.get_inputs()[0].name: images})[0]  # noqa: E731
+    elif backend == "savedmodel":
         from serving.servable import SavedModelRunner
         runner = SavedModelRunner(version_dir)
-        return lambda lr: runner.run("serving_default", {"images": lr[None]})["sr_images"][0]
-    raise UserError(f"unknown backend {backend!r}; use onnx, onnx-fp16 or savedmodel.")
+        run = lambda images: runner.run("serving_default", {"images": images})["sr_images"]  # noqa: E731
+    else:
+        raise UserError(f"unknown backend {backend!r}; use onnx, onnx-fp16 or savedmodel.")
+    scale, radius = model_facts(version_dir)
+    return lambda lr: tiled_upscale(lr, run, scale, tile, radius)
 
 
 def _version_dirs(config: QualityConfig) -> list[Path]:

@@ -5,8 +5,10 @@ covers the generator's receptive-field radius, the kept centre never sees the ti
 computed from exactly the pixels whole-image inference uses: no seams, same numbers.
 """
 
+import json
 import math
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -21,6 +23,15 @@ def receptive_radius(residual_blocks: int = 16, scale: int = 4) -> int:
     stages = int(math.log2(scale))
     radius += sum(1 / 2 ** i for i in range(stages)) + 4 / scale
     return math.ceil(radius)
+
+
+def model_facts(version_dir: Path | None) -> tuple[int, int]:
+    """(scale, receptive radius) of an exported version, from its export.json; the article's when unknown."""
+    spec = {}
+    if version_dir is not None and (Path(version_dir) / "export.json").exists():
+        spec = json.loads((Path(version_dir) / "export.json").read_text()).get("model_spec", {})
+    scale = spec.get("scale", 4)
+    return scale, receptive_radius(spec.get("residual_blocks", 16), scale)
 
 
 def _windows(length: int, tile: int, overlap: int) -> list[tuple[int, int, int, int]]:

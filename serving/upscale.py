@@ -12,12 +12,10 @@ skipped; the others are still processed and a summary is printed (exit status 1 
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
@@ -26,7 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from serving.errors import UsageError, describe, exit_on_usage_error  # noqa: E402
 from serving.images import DEFAULT_MAX_PIXELS, Picture, UnreadableImage, read_picture  # noqa: E402
 from serving.model_repository import resolve_version_dir  # noqa: E402
-from serving.tiling import receptive_radius, tiled_upscale  # noqa: E402
+from serving.tiling import model_facts, tiled_upscale  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,15 +59,6 @@ def parse_args(argv=None) -> UpscaleConfig:
                          args.model_name, args.tile, args.overlap, args.max_pixels)
 
 
-def _model_facts(version_dir: Path | None) -> tuple[int, int]:
-    """(scale, receptive radius) from the export's record; the article's when unknown."""
-    spec = {}
-    if version_dir is not None and (version_dir / "export.json").exists():
-        spec = json.loads((version_dir / "export.json").read_text()).get("model_spec", {})
-    scale = spec.get("scale", 4)
-    return scale, receptive_radius(spec.get("residual_blocks", 16), scale)
-
-
 def make_upscaler(config: UpscaleConfig):
     """uint8 NHWC → uint8 NHWC for the chosen backend, and the version directory it reads (None for gRPC)."""
     if config.backend == "grpc":
@@ -98,7 +87,7 @@ def upscale_picture(picture: Picture, upscale, scale: int, tile: int, overlap: i
 @exit_on_usage_error
 def run(config: UpscaleConfig) -> int:
     upscale, version_dir = make_upscaler(config)
-    scale, radius = _model_facts(version_dir)
+    scale, radius = model_facts(version_dir)
     overlap = radius if config.overlap is None else config.overlap
     config.out_dir.mkdir(parents=True, exist_ok=True)
     failed = []

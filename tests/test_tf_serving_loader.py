@@ -4,7 +4,6 @@ tf.compat.v1.saved_model.loader use the same loading path."""
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import grpc
