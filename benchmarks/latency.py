@@ -5,11 +5,12 @@
     python benchmarks/latency.py --target tf-serving-host:8500    # the same sweep against any running server
 
 Backends: the SavedModel in this process; ONNX Runtime on every provider this machine has (CPU here; CUDA and
-TensorRT where a GPU is visible); TF Serving's gRPC API — the embedded server started here with batching off
+TensorRT where a GPU is visible; `onnx-cpu`, `onnx-cuda` name one); TF Serving's gRPC API — the embedded server started here with batching off
 and on, or the server at --target. Per point: warm-up excluded, then requests for --seconds (at least
 --min-requests): p50/p90/p95/p99/mean latency, images/s, and the GFLOP/s achieved beside this machine's
 matrix-multiply rate measured in the same run. Writes latency.json (every figure and the environment),
-latency.md and PNG plots to --out.
+latency.md and PNG plots to --out. The ONNX Runtime backends alone (`--backends onnx-cuda,onnx-cpu`) need only
+onnxruntime, numpy and the model files: no TensorFlow, as on the GPU machines we borrow.
 """
 
 import argparse
@@ -25,14 +26,14 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
 import measure  # noqa: E402
 import report  # noqa: E402
 from onnx_flops import model_flops  # noqa: E402
 from serving.model_repository import resolve_version_dir  # noqa: E402
-from serving.onnx_runtime import default_providers, gpu_visible  # noqa: E402
-from serving.servable import OnnxRunner, SavedModelRunner  # noqa: E402
+from serving.onnx_runtime import create_session, default_providers, gpu_visible  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +76,7 @@ def parse_args(argv=None) -> LatencyConfig:
     p.add_argument("--max-requests", type=int, default=d.max_requests)
     p.add_argument("--warmup", type=int, default=d.warmup, help="untimed requests first, per caller")
     p.add_argument("--backends", type=lambda s: tuple(s.split(",")), default=d.backends,
-                   help="any of savedmodel, onnx, grpc")
+                   help="any of savedmodel, onnx (every provider), onnx-cpu, onnx-cuda, onnx-tensorrt, grpc")
     p.add_argument("--target", help="host:port of a running TF Serving (or serving.server) to measure")
     p.add_argument("--server-backend", choices=["savedmodel", "onnx"], default=d.server_backend,
                    help="what the embedded server runs")
@@ -84,10 +85,17 @@ def parse_args(argv=None) -> LatencyConfig:
     return LatencyConfig(**vars(p.parse_args(argv)))
 
 
+def _version_of(module: str) -> str | None:
+    """A library's version, or None where it is not installed (TensorFlow on a GPU box, say)."""
+    from importlib import metadata
+    try:
+        return metadata.version(module)
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def environment() -> dict:
-    import grpc
     import onnxruntime
-    import tensorflow as tf
     cpu = platform.processor() or platform.machine()
     try:
         cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
@@ -99,7 +107,8 @@ def environment() -> dict:
         gpu = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
                              capture_output=True, text=True).stdout.strip() or "visible"
     return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "python": platform.python_version(),
-            "tensorflow": tf.__version__, "onnxruntime": onnxruntime.__version__, "grpcio": grpc.__version__,
+            "tensorflow": _version_of("tensorflow"), "onnxruntime": onnxruntime.__version__,
+            "grpcio": _version_of("grpcio"),
             "numpy": np.__version__, "onnx_providers": [p if isinstance(p, str) else p[0] for p in default_providers()]}
 
 
@@ -109,17 +118,19 @@ def _images(batch: int, size: int) -> np.ndarray:
 
 def in_process_backends(config: LatencyConfig, version_dir: Path) -> dict:
     """name → uint8 NHWC in, uint8 out: the SavedModel, and ONNX Runtime on each provider this machine has."""
-    runners = {}
+    runs = {}
     if "savedmodel" in config.backends:
-        runners["savedmodel"] = SavedModelRunner(version_dir)
-    if "onnx" in config.backends:
-        for provider in default_providers():
-            name = provider if isinstance(provider, str) else provider[0]
-            label = "onnx-" + name.removesuffix("ExecutionProvider").lower()
-            runners[label] = OnnxRunner(version_dir, [provider] if name == "CPUExecutionProvider"
-                                        else [provider, "CPUExecutionProvider"])
-    return {name: (lambda images, r=runner: r.run("serving_default", {"images": images})["sr_images"])
-            for name, runner in runners.items()}
+        from serving.servable import SavedModelRunner  # TensorFlow: only for this backend
+        runner = SavedModelRunner(version_dir)
+        runs["savedmodel"] = lambda images: runner.run("serving_default", {"images": images})["sr_images"]
+    for provider in default_providers():
+        name = provider if isinstance(provider, str) else provider[0]
+        label = "onnx-" + name.removesuffix("ExecutionProvider").lower()
+        if "onnx" in config.backends or label in config.backends:
+            session = create_session(version_dir / "model.onnx", [provider] if name == "CPUExecutionProvider"
+                                     else [provider, "CPUExecutionProvider"])
+            runs[label] = lambda images, s=session: s.run(None, {"images": images})[0]
+    return runs
 
 
 def _point(backend, size, batch, clients=1, batching=None, stats=None) -> dict:
@@ -192,6 +203,37 @@ def grpc_series(config: LatencyConfig, bar) -> list[dict]:
     return points
 
 
+def _has(module: str) -> bool:
+    import importlib.util
+    return importlib.util.find_spec(module) is not None
+
+
+class _Quiet:
+    """A stand-in for tqdm where it is not installed (the borrowed GPU machines)."""
+
+    def __init__(self, total):
+        self.total = total
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_):
+        return False
+
+    def set_description(self, text):
+        print(text, flush=True)
+
+    def update(self, n=1):
+        pass
+
+
+def _progress(total: int):
+    if _has("tqdm"):
+        from tqdm import tqdm
+        return tqdm(total=total, unit="point", dynamic_ncols=True)
+    return _Quiet(total)
+
+
 def count_points(config: LatencyConfig, in_process: int) -> int:
     per_backend = sum(1 for s in config.sizes for b in config.batches if b * s * s <= config.max_batch_pixels)
     grpc = 0
@@ -214,7 +256,7 @@ def main(argv=None) -> int:
     peak = measure.matmul_gflops()
     flops = {size: model_flops(version_dir / "model.onnx", size, size) for size in config.sizes}
     backends = in_process_backends(config, version_dir)
-    with tqdm(total=count_points(config, len(backends)), unit="point", dynamic_ncols=True) as bar:
+    with _progress(count_points(config, len(backends))) as bar:
         points = measure_in_process(config, backends, bar)
         if "grpc" in config.backends:
             points += grpc_series(config, bar)
@@ -230,7 +272,7 @@ def main(argv=None) -> int:
     (config.out / "latency.json").write_text(json.dumps(results, indent=2) + "\n")
     table = report.markdown(results)
     (config.out / "latency.md").write_text(table + "\n")
-    plots = report.plots(results, config.out)
+    plots = report.plots(results, config.out) if _has("matplotlib") else []
     print("\n" + table)
     print(f"\nwritten {config.out / 'latency.json'}, {config.out / 'latency.md'}, "
           + ", ".join(str(p) for p in plots) + f" in {results['seconds']:.0f} s")

@@ -38,7 +38,7 @@ def findings(results: dict, server_backend: str) -> dict:
 def markdown(results: dict) -> str:
     env = results["environment"]
     lines = [f"Machine: {env['cpu']}, {env['cores']} cores, GPU: {env['gpu'] or 'none'}; TensorFlow "
-             f"{env['tensorflow']}, ONNX Runtime {env['onnxruntime']}, gRPC {env['grpcio']}. Matrix multiply "
+             f"{env['tensorflow'] or 'not installed'}, ONNX Runtime {env['onnxruntime']}, gRPC {env['grpcio']}. Matrix multiply "
              f"(numpy float32): {results['matmul_gflops_per_second']:.1f} GFLOP/s. Generator: "
              + ", ".join(f"{int(v) / 1e9:.1f} GFLOP per {k}×{k} image" for k, v in results["flops_per_image"].items())
              + ".", "",

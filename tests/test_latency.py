@@ -35,3 +35,22 @@ def test_latency_benchmark_with_a_tiny_sweep(exported, tmp_path):
     assert "| grpc | 8×8 | 1 | 8 | on |" in result.stdout
     for name in ("latency_vs_batch.png", "throughput_vs_concurrency.png"):
         assert Image.open(out / name).size[0] > 300
+
+
+def test_onnx_runtime_backends_run_without_tensorflow(exported, tmp_path):
+    """The GPU machines we borrow have ONNX Runtime but no TensorFlow: that part of the benchmark must run there."""
+    import subprocess
+    out = tmp_path / "latency"
+    blocked = ("import runpy, sys\n"
+               "for name in ('tensorflow', 'keras', 'tf2onnx', 'tensorflow_serving'):\n"
+               "    sys.modules[name] = None  # any import of them now fails\n"
+               f"sys.argv = ['latency.py', '--model-dir', {str(exported[0].parent)!r}, '--out', {str(out)!r},\n"
+               "            '--backends', 'onnx-cuda,onnx-cpu', '--batches', '1,2', '--sizes', '8', '--seconds', '0.1',\n"
+               "            '--min-requests', '2', '--warmup', '1']\n"
+               "sys.path.insert(0, 'benchmarks')  # as 'python benchmarks/latency.py' has it\n"
+               "runpy.run_path('benchmarks/latency.py', run_name='__main__')\n")
+    result = subprocess.run([sys.executable, "-c", blocked], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads((out / "latency.json").read_text())
+    assert {p["backend"] for p in data["points"]} == {"onnx-cpu"}  # no CUDA here; no SavedModel, no gRPC asked
+    assert data["environment"]["onnxruntime"] and len(data["points"]) == 2
