@@ -64,6 +64,14 @@ def train(config: TrainConfig) -> dict:
     multiple = math.lcm(16, config.model.scale)  # the discriminator halves the crop four times
     if config.crop_size % multiple:
         raise UserError(f"--crop-size must be a multiple of {multiple}, got {config.crop_size}.")
+    if config.eval_size is not None and (config.eval_size < 1 or config.eval_size % config.model.scale):
+        raise UserError(f"--eval-size must be a positive multiple of {config.model.scale}, got {config.eval_size}.")
+    if config.eval_every < 0:
+        raise UserError(f"--eval-every must be 0 (at the end only) or a number of steps, got {config.eval_every}.")
+    if not config.residual_init_scale > 0:
+        raise UserError(f"--residual-init-scale must be positive, got {config.residual_init_scale}.")
+    if config.gan_learning_rate is not None and not config.gan_learning_rate > 0:
+        raise UserError(f"--gan-learning-rate must be positive, got {config.gan_learning_rate}.")
 
     with strategy.scope():
         content_loss = _content_loss(config)  # first: a missing VGG19 stops the run before any work
