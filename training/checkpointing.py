@@ -118,9 +118,9 @@ def load_weights(path: Path) -> TrainedGenerator:
     except (OSError, ValueError, KeyError) as error:
         raise UserError(f"{weights} does not hold a generator of {spec} ({str(error).splitlines()[0][:200]}).") \
             from None
-    card = weights.parent / "card.json"
+    card = weights.parent / "card.json"  # written by training.publish: the step each weights file comes from
     step = 0
     if card.is_file():
         import json
-        step = int(json.loads(card.read_text()).get("step", 0))
+        step = int(json.loads(card.read_text()).get("steps", {}).get(weights.name, 0))
     return TrainedGenerator(generator, spec, str(weights), step)

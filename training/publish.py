@@ -59,9 +59,12 @@ def publish(config: PublishConfig) -> dict:
         shutil.copy(config.run_dir / "metrics.jsonl", config.out / "metrics.jsonl")
     summary = json.loads((config.run_dir / "summary.json").read_text()) if (
         config.run_dir / "summary.json").is_file() else {}
+    steps = {WEIGHTS_FILENAME: final.step}
+    if "srresnet" in held_out:
+        steps["srresnet.weights.h5"] = srresnet.step
     card = {
         "command": f"python -m training.run --preset {run_config['preset']}",
-        "step": final.step, "config": run_config, "data": photos.catalogue(),
+        "step": final.step, "steps": steps, "config": run_config, "data": photos.catalogue(),
         "held_out_evaluation": {"photos": [p.name for p in pairs], "scale": 4,
                                 "degradation": "antialiased bicubic" if run_config["antialias"] else "bicubic",
                                 "metric": "PSNR/SSIM on Y (BT.601), 4-pixel border cropped"},
