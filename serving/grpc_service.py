@@ -41,11 +41,12 @@ def _check_inputs(request_inputs, specs: dict, signature_def, limits: Limits) ->
             f"input size does not match signature: {len(sent)}!={len(expected)} len({{{','.join(sorted(sent))}}})"
             f" != len({{{','.join(sorted(expected))}}}). Sent extra: {{{','.join(extra)}}}. "
             f"Missing but required: {{{','.join(missing)}}}.")
-    for alias in sorted(expected - sent):  # tensorflow/cc/saved_model/util.cc: GetInputValues
+    missing = sorted(expected - sent)
+    if missing:  # same count, other names: tensorflow/cc/saved_model/util.cc, GetInputValues
         raise invalid_argument(
-            f"Signature input alias: {alias}(feed name: {signature_def.inputs[alias].name}) not found in request "
-            f"and no default value provided. Inputs expected to be in the request {{{','.join(sorted(sent))}}}, "
-            "or default input alias set: ")
+            f"Signature input alias: {missing[0]}(feed name: {signature_def.inputs[missing[0]].name}) not found in "
+            f"request and no default value provided. Inputs expected to be in the request "
+            f"{{{','.join(sorted(sent))}}}, or default input alias set: ")
     arrays = {}
     for index, key in enumerate(sorted(specs)):
         spec, proto = specs[key], request_inputs[key]

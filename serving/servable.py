@@ -70,9 +70,6 @@ class SavedModelRunner:
         feeds, fetches = self._signatures[signature]
         return self._session.run(fetches, {feeds[k]: v for k, v in inputs.items()})
 
-    def close(self) -> None:
-        self._session.close()
-
 
 class OnnxRunner:
     """Runs the same signatures on ONNX Runtime: model.onnx, model_float.onnx, and encoded images decoded
