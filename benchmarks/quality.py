@@ -21,7 +21,7 @@ from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
-from serving.model_repository import resolve_version_dir, versions  # noqa: E402
+from serving.model_repository import resolve_version_dir, version_dirs  # noqa: E402
 from training.errors import UserError, exit_on_user_error  # noqa: E402
 
 
@@ -77,15 +77,19 @@ def _upscaler(version_dir: Path, backend: str, tile: int = 192):
 
 
 def _version_dirs(config: QualityConfig) -> list[Path]:
-    try:
-        if not config.versions:
+    if not config.versions:
+        try:
             return [resolve_version_dir(config.model_dir)]
-    except FileNotFoundError as error:
-        raise UserError(f"{error}; export one with python -m export.to_onnx.") from None
-    missing = [v for v in config.versions if v not in versions(config.model_dir)]
+        except FileNotFoundError as error:
+            raise UserError(f"{error}; export one with python -m export.to_onnx.") from None
+    try:
+        folders = version_dirs(config.model_dir)
+    except OSError:
+        folders = {}
+    missing = [v for v in config.versions if v not in folders]
     if missing:
-        raise UserError(f"{config.model_dir} has no version {missing[0]} (it has {versions(config.model_dir)}).")
-    return [config.model_dir / str(v) for v in config.versions]
+        raise UserError(f"{config.model_dir} has no version {missing[0]} (it has {sorted(folders)}).")
+    return [folders[v] for v in config.versions]
 
 
 def _source_metrics(version_dir: Path) -> Path | None:
@@ -114,7 +118,7 @@ def _detail_box(hr: np.ndarray, size: int) -> tuple[int, int]:
     return corner
 
 
-def comparison_sheet(pairs, outputs: dict, path: Path, panel_width: int = 320, zoom: int = 3) -> Path:
+def comparison_sheet(pairs, outputs: dict, path: Path, panel_width: int = 320) -> Path:
     """Per photograph: one row of whole images (bicubic | each model | original), the zoomed detail below."""
     rows = []
     columns = ["bicubic", *[k for k in outputs if k not in ("bicubic", "lanczos")], "original"]
