@@ -2,7 +2,8 @@
 
 Backends: the Keras generator (the reference), the SavedModel loaded back from disk both eagerly and the way
 TF Serving loads it (graph mode: restore op, init op; every signature, the encoded-image one included), ONNX
-Runtime on CPU and, where a GPU is visible, on CUDA. A backend that fails to load or run fails the parity. Inputs: the run's held-out images, crops of real photographs, and random
+Runtime on CPU and, where a GPU is visible, on CUDA. A backend that fails to load or run fails the parity.
+Inputs: the run's held-out images, crops of real photographs, and random
 images, at batch 1 and 4, 32×32 and the non-square 40×56 (plus an odd 17×23).
 """
 
@@ -98,8 +99,12 @@ def saved_model_backend(directory: Path) -> Backend:
 def graph_saved_model_backends(directory: Path) -> list[Backend]:
     """The SavedModel as tensorflow_model_server and saved_model_cli load it: serving_default and
     predict_float, and predict_encoded (PNG in, PNG out) compared as uint8."""
+    import functools
+
     from serving.servable import SavedModelRunner
-    runner = SavedModelRunner(directory)
+    # Loaded at the first comparison, so that a version the graph-mode loader refuses fails its pairs in
+    # `compare` like any other backend that cannot run.
+    runner = functools.cache(lambda: SavedModelRunner(directory))
 
     def run_encoded(images):
         blobs = []
@@ -107,12 +112,12 @@ def graph_saved_model_backends(directory: Path) -> list[Backend]:
             buffer = io.BytesIO()
             Image.fromarray(image).save(buffer, format="PNG")
             blobs.append(buffer.getvalue())
-        pngs = runner.run("predict_encoded", {graphs.ENCODED_INPUT: np.array(blobs, dtype=object)})
+        pngs = runner().run("predict_encoded", {graphs.ENCODED_INPUT: np.array(blobs, dtype=object)})
         return np.stack([np.asarray(Image.open(io.BytesIO(b))) for b in pngs[graphs.ENCODED_OUTPUT]])
 
     return [Backend("savedmodel-graph",
-                    lambda x: runner.run("predict_float", {graphs.FLOAT_INPUT: x})[graphs.FLOAT_OUTPUT],
-                    lambda im: runner.run("serving_default", {graphs.UINT8_INPUT: im})[graphs.UINT8_OUTPUT]),
+                    lambda x: runner().run("predict_float", {graphs.FLOAT_INPUT: x})[graphs.FLOAT_OUTPUT],
+                    lambda im: runner().run("serving_default", {graphs.UINT8_INPUT: im})[graphs.UINT8_OUTPUT]),
             Backend("savedmodel-graph predict_encoded", None, run_encoded)]
 
 
@@ -143,12 +148,12 @@ def compare(reference: Backend, others: list[Backend], cases: list[Case], tolera
         try:
             pairs.append(_compare_one(reference, backend, cases, outputs, tolerance))
         except Exception as error:  # a backend that cannot run fails the parity, with its reason
-            pairs.append(failed_backend(reference, backend.name, error))
+            pairs.append(_failed_pair(reference, backend.name, error))
     return {"passed": all(p["passed"] for p in pairs), "tolerance": dataclasses.asdict(tolerance),
             "cases": [{"name": c.name, "shape": list(c.images.shape)} for c in cases], "pairs": pairs}
 
 
-def failed_backend(reference: Backend, name: str, error: Exception) -> dict:
+def _failed_pair(reference: Backend, name: str, error: Exception) -> dict:
     """The pair for a backend that could not be loaded or run: failed, with the first line of its error."""
     return {"pair": f"{reference.name} vs {name}", "passed": False, "error": describe(error)}
 
