@@ -154,3 +154,35 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path, cache_dir):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["replicas"] == 2 and summary["steps"] == 6
     assert all(math.isfinite(r["g_loss"]) for r in _records(out, "train") if "g_loss" in r)
+
+
+def test_compile_auto_times_both_modes_and_keeps_the_faster(tmp_path, cache_dir):
+    summary = train(config_from_args(tiny_run_args(tmp_path / "run", cache_dir, "--compile", "auto")))
+    for phase in ("pretrain", "gan"):
+        choice = summary["compile"][phase]
+        rates = choice["images_per_second"]
+        assert set(rates) == {"xla", "graph"} and all(r > 0 for r in rates.values())
+        assert choice["mode"] == max(rates, key=rates.get)
+    assert summary["steps"] == 6
+
+
+def test_old_xla_flags_still_choose_the_compile_mode():
+    assert config_from_args(["--xla"]).compile_mode == "xla"
+    assert config_from_args(["--no-xla"]).compile_mode == "graph"
+    assert config_from_args([]).compile_mode == "auto"
+
+
+def test_timing_the_compile_modes_leaves_the_model_state_as_it_was():
+    from training import compilation
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), keras.layers.BatchNormalization()])
+    x = np.random.default_rng(0).normal(5, 2, (8, 4)).astype("float32")
+    functions = compilation.gradient_functions(lambda x: model(x, training=True))
+    state = model.non_trainable_variables
+    before = [v.numpy().copy() for v in state]
+    compilation.choose("auto", functions, (x,), 8, state=[])  # nothing restored: the statistics move
+    assert not all(np.array_equal(a, v.numpy()) for a, v in zip(before, state))
+    for variable, value in zip(state, before):
+        variable.assign(value)
+    choice = compilation.choose("auto", functions, (x,), 8, state)
+    assert choice.mode in ("xla", "graph")
+    assert all(np.array_equal(a, v.numpy()) for a, v in zip(before, state))

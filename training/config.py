@@ -37,7 +37,7 @@ class TrainConfig:
     residual_init_scale: float = 1.0  # × the initial weights of each residual block's second conv
     seed: int | None = None
     # Speed
-    xla: bool = True
+    compile_mode: str = "auto"  # auto | xla | graph: how the step is compiled (auto: the faster, timed here)
     mixed_precision: bool = False
     strategy: str = "default"  # default | mirrored | multi-worker
     logical_cpus: int | None = None
@@ -126,7 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="scale of the initial weights of each residual block's second conv")
     opt.add_argument("--seed", type=int, help="random seed for weights and data order")
     speed = p.add_argument_group("speed")
-    speed.add_argument("--xla", action=argparse.BooleanOptionalAction, help="compile the step with XLA")
+    speed.add_argument("--compile", dest="compile_mode", choices=["auto", "xla", "graph"],
+                       help="auto: time XLA and the plain TensorFlow graph on the first batch of each phase and "
+                            "keep the faster; xla; graph")
+    speed.add_argument("--xla", dest="compile_mode", action="store_const", const="xla",
+                       help="the same as --compile xla")
+    speed.add_argument("--no-xla", dest="compile_mode", action="store_const", const="graph",
+                       help="the same as --compile graph")
     speed.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction,
                        help="mixed_float16 with loss scaling (for GPUs)")
     speed.add_argument("--strategy", choices=["default", "mirrored", "multi-worker"],

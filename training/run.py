@@ -116,8 +116,8 @@ def train(config: TrainConfig) -> dict:
                                         in_memory=kind == "photos")
     batches = iter(strategy.experimental_distribute_dataset(dataset) if replicas > 1 else dataset)
     log = RunLog(out_dir)
-    trainer = Trainer(TrainSteps(nets, strategy, config.batch_size, config.xla), batches, checkpoints,
-                      schedule, held_out, log, out_dir, write_files=chief)
+    steps = TrainSteps(nets, strategy, config.batch_size, config.compile_mode)
+    trainer = Trainer(steps, batches, checkpoints, schedule, held_out, log, out_dir, write_files=chief)
     try:
         trainer.run()
         if not trainer.last_quality:  # nothing left to train: still report where the model stands
@@ -131,6 +131,7 @@ def train(config: TrainConfig) -> dict:
         "images_per_second": round(trainer.images_trained / max(trainer.seconds_training, 1e-9), 3),
         "wall_seconds_this_run": round(time.perf_counter() - started, 1),
         "held_out": trainer.last_quality, "checkpoint": trainer.last_checkpoint,
+        "compile": {phase: dataclasses.asdict(choice) for phase, choice in steps.choices.items()},
         "replicas": replicas, "data": {"kind": kind, **manifest.report.to_dict(),
                                        "train": len(manifest.train), "test": len(manifest.test)},
     }

@@ -1,16 +1,18 @@
 """The compiled training steps: generator-only pre-training and the article's GAN step.
 
-Gradients are computed in a `tf.function` that XLA may compile; the optimizers apply them outside it, where
-a distribution strategy can all-reduce them. Losses are per example, averaged over the global batch, so the
-same code is right on one device and on many.
+Gradients are computed in a `tf.function` that XLA may compile (see `training.compilation`); the optimizers
+apply them outside it, where a distribution strategy can all-reduce them. Losses are per example, averaged
+over the global batch, so the same code is right on one device and on many.
 """
 
 import dataclasses
+import functools
 
 import keras
 import tensorflow as tf
+from tqdm import tqdm
 
-from training import losses
+from training import compilation, losses
 
 
 @dataclasses.dataclass
@@ -30,17 +32,44 @@ def _scale(optimizer, loss):
 
 
 class TrainSteps:
-    """`pretrain(batch)` and `gan(batch)`: one optimizer step each, returning a dict of scalar logs."""
+    """`pretrain(batch)` and `gan(batch)`: one optimizer step each, returning a dict of scalar logs.
+
+    `compile_mode` is xla, graph or auto; auto decides per phase on its first batch (`choices` records it).
+    """
 
     def __init__(self, nets: Networks, strategy: tf.distribute.Strategy, global_batch_size: int,
-                 xla: bool):
+                 compile_mode: str = "auto"):
         self.nets = nets
         self.strategy = strategy
         self.global_batch_size = global_batch_size
-        self._pretrain_grads = tf.function(self._pretrain_gradients, jit_compile=xla)
-        self._gan_grads = tf.function(self._gan_gradients, jit_compile=xla)
-        self.pretrain = tf.function(lambda batch: self._run(self._pretrain_replica, batch))
-        self.gan = tf.function(lambda batch: self._run(self._gan_replica, batch))
+        self.compile_mode = compile_mode
+        self.choices: dict[str, compilation.CompileChoice] = {}
+        self._gradients = {"pretrain": compilation.gradient_functions(self._pretrain_gradients),
+                           "gan": compilation.gradient_functions(self._gan_gradients)}
+        self._replicas = {"pretrain": self._pretrain_replica, "gan": self._gan_replica}
+        self._compiled = {}
+
+    def pretrain(self, batch) -> dict:
+        return self._step("pretrain", batch)
+
+    def gan(self, batch) -> dict:
+        return self._step("gan", batch)
+
+    def _step(self, phase: str, batch) -> dict:
+        step = self._compiled.get(phase)
+        if step is None:
+            choice = self.choices[phase] = self._choose(phase, batch)
+            tqdm.write(choice.describe(phase))  # a progress bar may be on screen
+            replica = functools.partial(self._replicas[phase], self._gradients[phase][choice.mode])
+            step = self._compiled[phase] = tf.function(lambda b: self._run(replica, b))
+        return step(batch)
+
+    def _choose(self, phase: str, batch) -> compilation.CompileChoice:
+        # Timed on this worker's first replica's share of the batch, outside the distribution strategy.
+        local = tuple(self.strategy.experimental_local_results(part)[0] for part in batch)
+        state = self.nets.generator.non_trainable_variables + self.nets.discriminator.non_trainable_variables
+        return compilation.choose(self.compile_mode, self._gradients[phase], local, int(local[0].shape[0]),
+                                  state)
 
     def _average(self, per_example):
         return tf.nn.compute_average_loss(per_example, global_batch_size=self.global_batch_size)
@@ -75,14 +104,14 @@ class TrainSteps:
                 "d_fake": self._average(tf.reduce_mean(tf.sigmoid(fake_logits), axis=[1, 2, 3]))}
         return g_grads, d_grads, logs
 
-    def _pretrain_replica(self, lr, hr):
-        grads, logs = self._pretrain_grads(lr, hr)
+    def _pretrain_replica(self, gradients, lr, hr):
+        grads, logs = gradients(lr, hr)
         g = self.nets.generator
         self.nets.g_optimizer.apply_gradients(zip(grads, g.trainable_variables))
         return logs
 
-    def _gan_replica(self, lr, hr):
-        g_grads, d_grads, logs = self._gan_grads(lr, hr)
+    def _gan_replica(self, gradients, lr, hr):
+        g_grads, d_grads, logs = gradients(lr, hr)
         g, d = self.nets.generator, self.nets.discriminator
         self.nets.g_optimizer.apply_gradients(zip(g_grads, g.trainable_variables))
         self.nets.d_optimizer.apply_gradients(zip(d_grads, d.trainable_variables))
