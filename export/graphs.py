@@ -11,6 +11,8 @@
 import keras
 import tensorflow as tf
 
+from export.tiles import Tiling, bounded
+
 UINT8_INPUT = "images"
 UINT8_OUTPUT = "sr_images"
 FLOAT_INPUT = "lr"
@@ -23,28 +25,34 @@ FLOAT_SPEC = tf.TensorSpec([None, None, None, 3], tf.float32, name=FLOAT_INPUT)
 ENCODED_SPEC = tf.TensorSpec([None], tf.string, name=ENCODED_INPUT)
 
 
-def upscale_uint8(generator: keras.Model, images):
+def plain(generator: keras.Model):
+    """The generator as one call on the whole input: what the ONNX files hold (ONNX Runtime's backend tiles
+    large inputs itself)."""
+    return lambda x: generator(x, training=False)
+
+
+def upscale_uint8(generate, images):
     x = tf.cast(images, tf.float32) / 127.5 - 1.0
-    y = generator(x, training=False)
+    y = generate(x)
     return tf.cast(tf.clip_by_value(tf.round((y + 1.0) * 127.5), 0.0, 255.0), tf.uint8)
 
 
-def uint8_function(generator: keras.Model) -> tf.types.experimental.GenericFunction:
+def uint8_function(generate) -> tf.types.experimental.GenericFunction:
     def serve(images):
-        return {UINT8_OUTPUT: upscale_uint8(generator, images)}
+        return {UINT8_OUTPUT: upscale_uint8(generate, images)}
     return tf.function(serve, input_signature=[UINT8_SPEC])
 
 
-def float_function(generator: keras.Model) -> tf.types.experimental.GenericFunction:
+def float_function(generate) -> tf.types.experimental.GenericFunction:
     def predict_float(lr):
-        return {FLOAT_OUTPUT: generator(lr, training=False)}
+        return {FLOAT_OUTPUT: generate(lr)}
     return tf.function(predict_float, input_signature=[FLOAT_SPEC])
 
 
-def encoded_function(generator: keras.Model) -> tf.types.experimental.GenericFunction:
+def encoded_function(generate) -> tf.types.experimental.GenericFunction:
     def upscale_one(image_bytes):
         image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
-        return tf.io.encode_png(upscale_uint8(generator, image[None])[0])
+        return tf.io.encode_png(upscale_uint8(generate, image[None])[0])
 
     def predict_encoded(image_bytes):
         # Images in one request may differ in size, so each goes through the generator on its own.
@@ -53,18 +61,20 @@ def encoded_function(generator: keras.Model) -> tf.types.experimental.GenericFun
 
 
 class ServingModule(tf.Module):
-    """What the SavedModel holds: the generator's variables and the three signatures."""
+    """What the SavedModel holds: the generator's variables and the three signatures, each running the
+    generator on at most one window of pixels at a time (`export.tiles`; `tiling=None`: on the whole input)."""
 
-    def __init__(self, generator: keras.Model):
+    def __init__(self, generator: keras.Model, tiling: Tiling | None):
         super().__init__(name="srgan")
         self.generator = generator
         # The tf.Variables behind Keras 3's variables, tracked here so that the SavedModel's restore op fills
         # the very handles the signatures read. Without this, graph-mode loaders (tensorflow_model_server,
         # saved_model_cli) restore one copy and run on another, uninitialised one (keras-team/keras#20095).
         self.backing_variables = [v.value for v in generator.variables]
-        self.serve_uint8 = uint8_function(generator)
-        self.serve_float = float_function(generator)
-        self.serve_encoded = encoded_function(generator)
+        generate = plain(generator) if tiling is None else bounded(plain(generator), tiling)
+        self.serve_uint8 = uint8_function(generate)
+        self.serve_float = float_function(generate)
+        self.serve_encoded = encoded_function(generate)
 
     def signatures(self) -> dict:
         return {"serving_default": self.serve_uint8, "predict_float": self.serve_float,

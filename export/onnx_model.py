@@ -38,9 +38,9 @@ def convert(function, spec: tf.TensorSpec, path: Path, opset: int, metadata: dic
 def write_onnx_models(generator: keras.Model, directory: Path, opset: int, metadata: dict) -> dict:
     """model.onnx (the uint8 contract) and model_float.onnx (float32 [-1, 1]); returns their paths."""
     paths = {"uint8": directory / "model.onnx", "float": directory / "model_float.onnx"}
-    convert(graphs.uint8_function(generator), graphs.UINT8_SPEC, paths["uint8"], opset,
+    convert(graphs.uint8_function(graphs.plain(generator)), graphs.UINT8_SPEC, paths["uint8"], opset,
             {**metadata, "input": "uint8 RGB NHWC 0-255", "output": "uint8 RGB NHWC 0-255"})
-    convert(graphs.float_function(generator), graphs.FLOAT_SPEC, paths["float"], opset,
+    convert(graphs.float_function(graphs.plain(generator)), graphs.FLOAT_SPEC, paths["float"], opset,
             {**metadata, "input": "float32 RGB NHWC [-1, 1]", "output": "float32 RGB NHWC [-1, 1]"})
     return paths
 

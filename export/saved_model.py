@@ -8,13 +8,14 @@ import tensorflow as tf
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
 from export.graphs import UINT8_INPUT, ServingModule
+from export.tiles import Tiling
 from serving.warmup import WARMUP_FILE
 # (batch, height, width) of the warm-up requests: the article's 32×32 at batch 1 and 4.
 WARMUP_SHAPES = ((1, 32, 32), (4, 32, 32))
 
 
-def write_saved_model(generator: keras.Model, directory: Path, model_name: str) -> None:
-    module = ServingModule(generator)
+def write_saved_model(generator: keras.Model, tiling: Tiling | None, directory: Path, model_name: str) -> None:
+    module = ServingModule(generator, tiling)
     tf.saved_model.save(module, str(directory), signatures=module.signatures())
     write_warmup_requests(directory / WARMUP_FILE, model_name)
 

@@ -29,6 +29,7 @@ class ExportConfig:
     overwrite: bool = False
     opset: int | None = None  # default: the newest tf2onnx and onnx both know
     fp16: bool = False
+    tile: int = 128  # input pixels per tile side in the SavedModel's bounded-memory tiling
     max_abs: float = 1e-4
     min_identical: float = 0.999
     max_uint8_diff: int = 1
@@ -51,6 +52,10 @@ def parse_args(argv=None) -> ExportConfig:
     p.add_argument("--overwrite", action="store_true", help="replace an existing --version")
     p.add_argument("--opset", type=int, help="ONNX opset (default: the newest the installed tools make)")
     p.add_argument("--fp16", action="store_true", help="also write model_fp16.onnx for GPUs")
+    p.add_argument("--tile", type=int, default=d.tile,
+                   help="the SavedModel runs the generator on windows of tile + 2·receptive radius pixels at "
+                        "most, so a request of any size costs bounded memory; 0: on the whole input (memory "
+                        "grows with the request)")
     p.add_argument("--max-abs", type=float, default=d.max_abs, help="float32 max abs error allowed")
     p.add_argument("--min-identical", type=float, default=d.min_identical,
                    help="share of identical uint8 values required")
@@ -76,9 +81,12 @@ def export(config: ExportConfig) -> tuple[Path, dict]:
     from export import onnx_model, parity, saved_model
     from export.checkpoint import find_checkpoint, load_generator, load_weights
     from export.repository import next_version, staged_version
+    from export.tiles import Tiling
+    from training.errors import UserError
 
+    if config.tile < 0:
+        raise UserError(f"--tile must be a number of pixels (0: no tiling), got {config.tile}.")
     if config.version is not None and config.version < 1:
-        from training.errors import UserError
         raise UserError(f"--version must be a positive integer, got {config.version}.")
     opset = onnx_model.choose_opset(config.opset)
     if config.weights is not None:
@@ -87,11 +95,12 @@ def export(config: ExportConfig) -> tuple[Path, dict]:
         trained = load_generator(find_checkpoint(config.run_dir, config.checkpoint))
     model_path = config.model_dir / config.model_name
     version = config.version or next_version(model_path)
+    tiling = Tiling.for_spec(trained.spec, config.tile) if config.tile else None
     metadata = {"scale": trained.spec.scale, "source_checkpoint": str(Path(trained.checkpoint).resolve()),
                 "step": trained.step, "model_spec": trained.spec.to_json(), "opset": opset}
     print(f"exporting {trained.checkpoint} (step {trained.step}) as {model_path}/{version}", flush=True)
     with staged_version(model_path, version, config.overwrite) as staging:
-        saved_model.write_saved_model(trained.model, staging, config.model_name)
+        saved_model.write_saved_model(trained.model, tiling, staging, config.model_name)
         onnx_paths = onnx_model.write_onnx_models(trained.model, staging, opset, metadata)
         if config.fp16:
             onnx_paths["fp16"] = onnx_model.write_float16_model(onnx_paths["uint8"], staging / "model_fp16.onnx")
@@ -115,6 +124,7 @@ def export(config: ExportConfig) -> tuple[Path, dict]:
         report = json.loads((staging / "parity.json").read_text())
         (staging / "export.json").write_text(json.dumps({
             **metadata, "model_spec": json.loads(trained.spec.to_json()), "version": version,
+            "saved_model_tiling": tiling.to_json() if tiling else None,
             "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "files": sorted(p.name for p in staging.iterdir()), "versions": _versions(),
             "parity_passed": report["passed"]}, indent=2) + "\n")

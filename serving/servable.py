@@ -78,17 +78,23 @@ class OnnxRunner:
     backend = "onnx"
 
     def __init__(self, version_dir: Path, providers: list[str] | None = None, intra_op_threads: int = 0):
+        from serving.tiling import window_plan
         version_dir = Path(version_dir)
         self._uint8 = create_session(version_dir / "model.onnx", providers, intra_op_threads)
         float_path = version_dir / "model_float.onnx"
         self._float = create_session(float_path, providers, intra_op_threads) if float_path.exists() else None
         self.provider = self._uint8.get_providers()[0]
+        self._plan = window_plan(version_dir)  # tiled like the SavedModel, so memory stays bounded here too
+
+    def _bounded(self, session, key: str, images: np.ndarray) -> np.ndarray:
+        from serving.tiling import bounded_upscale
+        return bounded_upscale(images, lambda part: session.run(None, {key: part})[0], *self._plan)
 
     def run(self, signature: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if signature == "serving_default":
-            return {"sr_images": self._uint8.run(None, {"images": inputs["images"]})[0]}
+            return {"sr_images": self._bounded(self._uint8, "images", inputs["images"])}
         if signature == "predict_float" and self._float is not None:
-            return {"sr": self._float.run(None, {"lr": inputs["lr"]})[0]}
+            return {"sr": self._bounded(self._float, "lr", inputs["lr"])}
         if signature == "predict_encoded":
             return {"sr_png_bytes": np.array([self._encoded(b) for b in inputs["image_bytes"].ravel()],
                                              dtype=object)}
@@ -97,7 +103,7 @@ class OnnxRunner:
     def _encoded(self, image_bytes: bytes) -> bytes:
         from PIL import Image
         rgb = np.asarray(Image.open(io.BytesIO(image_bytes)).convert("RGB"))
-        sr = self._uint8.run(None, {"images": rgb[None]})[0][0]
+        sr = self._bounded(self._uint8, "images", rgb[None])[0]
         buffer = io.BytesIO()
         Image.fromarray(sr).save(buffer, format="PNG")
         return buffer.getvalue()
@@ -113,14 +119,17 @@ class Servable:
     signature_defs: dict  # every SignatureDef, as GetModelMetadata answers them
     inputs: dict  # signature name -> {key: InputSpec}, for the signatures a Predict may name
     runner: object
+    cost: object  # serving.admission.RequestCost: the memory a request of N input pixels takes
 
     @classmethod
     def load(cls, name: str, version: int, path: Path, backend: str = "savedmodel") -> "Servable":
         """Load a version and replay its warm-up requests, as TF Serving does with --enable_model_warmup;
         raises when either fails, so such a version is never served."""
+        from serving.admission import RequestCost
         from serving.warmup import replay_warmup
         signature_defs = read_signature_defs(path)
         runner = SavedModelRunner(path) if backend == "savedmodel" else OnnxRunner(path)
         replay_warmup(Path(path), runner)
         return cls(name, version, Path(path), signature_defs,
-                   {k: input_specs(v) for k, v in signature_defs.items() if not k.startswith("__")}, runner)
+                   {k: input_specs(v) for k, v in signature_defs.items() if not k.startswith("__")}, runner,
+                   RequestCost.for_version(path, backend))

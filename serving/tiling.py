@@ -25,13 +25,40 @@ def receptive_radius(residual_blocks: int = 16, scale: int = 4) -> int:
     return math.ceil(radius)
 
 
+DEFAULT_TILE = 128  # input pixels per tile side: windows of 128 + 2·40 = 208² for the article's generator
+
+
+def _export_record(version_dir: Path | None) -> dict:
+    if version_dir is not None and (Path(version_dir) / "export.json").exists():
+        return json.loads((Path(version_dir) / "export.json").read_text())
+    return {}
+
+
 def model_facts(version_dir: Path | None) -> tuple[int, int]:
     """(scale, receptive radius) of an exported version, from its export.json; the article's when unknown."""
-    spec = {}
-    if version_dir is not None and (Path(version_dir) / "export.json").exists():
-        spec = json.loads((Path(version_dir) / "export.json").read_text()).get("model_spec", {})
+    spec = _export_record(version_dir).get("model_spec", {})
     scale = spec.get("scale", 4)
     return scale, receptive_radius(spec.get("residual_blocks", 16), scale)
+
+
+def window_plan(version_dir: Path | None) -> tuple[int, int, int]:
+    """(scale, tile, overlap) a backend tiles this version with: the SavedModel's own (export.json), else the
+    default tile at the generator's receptive radius."""
+    scale, radius = model_facts(version_dir)
+    tile = (_export_record(version_dir).get("saved_model_tiling") or {}).get("tile", DEFAULT_TILE)
+    return scale, tile, radius
+
+
+def bounded_upscale(images: np.ndarray, upscale: Callable[[np.ndarray], np.ndarray], scale: int, tile: int,
+                    overlap: int) -> np.ndarray:
+    """NHWC → NHWC through `upscale` holding at most one window ((tile + 2·overlap)²) of pixels per call, as the
+    SavedModel does in its graph (export.tiles): small images in chunks of the batch, larger ones tiled."""
+    window = tile + 2 * overlap
+    n, h, w = images.shape[:3]
+    if h <= window and w <= window:
+        per_call = max(1, window * window // (h * w))
+        return np.concatenate([upscale(images[i:i + per_call]) for i in range(0, n, per_call)])
+    return np.stack([tiled_upscale(image, upscale, scale, tile, overlap) for image in images])
 
 
 def _windows(length: int, tile: int, overlap: int) -> list[tuple[int, int, int, int]]:
@@ -52,14 +79,14 @@ def _windows(length: int, tile: int, overlap: int) -> list[tuple[int, int, int, 
 
 
 def tiled_upscale(image: np.ndarray, upscale: Callable[[np.ndarray], np.ndarray], scale: int = 4,
-                  tile: int = 128, overlap: int = 40) -> np.ndarray:
-    """uint8 (H, W, 3) → uint8 (scale·H, scale·W, 3) through `upscale` (uint8 NHWC → uint8 NHWC), tile by tile.
+                  tile: int = DEFAULT_TILE, overlap: int = 40) -> np.ndarray:
+    """(H, W, C) → (scale·H, scale·W, C) through `upscale` (NHWC → NHWC of the same dtype), tile by tile.
 
     Every call gets the same shape, 1 × (tile + 2·overlap)² (or the whole image where it is smaller): requests
     that TF Serving's batcher can join, since it fails a batch whose images differ in size.
     """
     h, w = image.shape[:2]
-    out = np.empty((h * scale, w * scale, image.shape[2]), np.uint8)
+    out = np.empty((h * scale, w * scale, image.shape[2]), image.dtype)
     for y0, y1, top, bottom in _windows(h, tile, overlap):
         for x0, x1, left, right in _windows(w, tile, overlap):
             sr = upscale(image[None, y0:y1, x0:x1])[0]

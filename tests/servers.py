@@ -62,5 +62,6 @@ def raw_predict(target, inputs, name="srgan", signature="", version=None, label=
         request.model_spec.version_label = label
     for key, value in inputs.items():
         request.inputs[key].CopyFrom(value if isinstance(value, tensor_pb2.TensorProto) else tensors.to_proto(value))
-    with grpc.insecure_channel(target, options=[("grpc.max_send_message_length", 1 << 30)]) as channel:
+    with grpc.insecure_channel(target, options=[("grpc.max_send_message_length", 1 << 30),
+                                                ("grpc.max_receive_message_length", -1)]) as channel:
         return prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=timeout)

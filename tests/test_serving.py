@@ -35,7 +35,8 @@ def repository(exported, tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(repository):
     process = ServerProcess("--model_base_path", str(repository), "--enable_batching", "--max_batch_size", "4",
-                            "--file_system_poll_wait_seconds", "0.3", "--max_message_bytes", str(MAX_MESSAGE))
+                            "--file_system_poll_wait_seconds", "0.3", "--max_message_bytes", str(MAX_MESSAGE),
+                            "--max_pixels_per_request", str(1 << 20), "--max_inflight_bytes", str(200 << 20))
     yield process
     assert process.stop() == 0
     assert "stopped" in "".join(process.lines)
@@ -112,6 +113,9 @@ BAD_REQUESTS = {
                     "ours"),
     "too many pixels": (dict(inputs={"images": np.zeros((1, 1100, 1000, 3), np.uint8)}), "INVALID_ARGUMENT",
                         "more than the 1048576", "ours"),
+    "over the memory budget": (dict(inputs={"images": np.zeros((1, 1000, 1000, 3), np.uint8)}),
+                               "RESOURCE_EXHAUSTED", "more than the 200 MB of --max_inflight_bytes",
+                               "ours (TF Serving has no memory admission)"),
     "NaN in float input": (dict(inputs={"lr": np.full((1, 4, 4, 3), np.nan, np.float32)},
                                 signature="predict_float"), "INVALID_ARGUMENT", "NaN or Inf", "ours"),
     "wrong byte count": (dict(inputs={"images": tensor_pb2.TensorProto(

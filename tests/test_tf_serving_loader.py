@@ -25,8 +25,8 @@ class UntrackedModule(ServingModule):
     """The Keras 3 / tf.Module defect, on purpose: the backing variables are not tracked, so the restore op
     fills handles that the signatures never read (keras-team/keras#20095)."""
 
-    def __init__(self, generator):
-        super().__init__(generator)
+    def __init__(self, generator, tiling):
+        super().__init__(generator, tiling)
         del self.backing_variables
 
 
@@ -69,6 +69,29 @@ def test_every_signature_runs_through_the_graph_mode_loader(exported):
     assert Image.open(io.BytesIO(png[0])).size == (40, 32)
     pairs = {p["pair"]: p for p in report["float32"]["pairs"]}
     assert pairs["keras vs savedmodel-graph"]["passed"] and pairs["keras vs savedmodel-graph predict_encoded"]["passed"]
+
+
+def test_large_inputs_are_tiled_inside_the_graph_with_the_whole_image_answer(exported):
+    import json
+    from serving.servable import OnnxRunner
+    version_dir, _ = exported
+    tiling = json.loads((version_dir / "export.json").read_text())["saved_model_tiling"]
+    images = np.random.default_rng(5).integers(0, 256, (2, tiling["window"] + 37, 2 * tiling["window"] + 5, 3),
+                                               dtype=np.uint8)
+    floats = images.astype(np.float32) / 127.5 - 1
+    whole = create_session(version_dir / "model.onnx").run(None, {"images": images})[0]  # ONNX: never tiled
+    whole_float = create_session(version_dir / "model_float.onnx").run(None, {"lr": floats})[0]
+    for runner in (SavedModelRunner(version_dir), OnnxRunner(version_dir)):  # the graph's tiles; the server's
+        tiled = runner.run("serving_default", {"images": images})["sr_images"]
+        assert tiled.shape == whole.shape
+        diff = np.abs(tiled.astype(int) - whole)
+        assert diff.max() <= 1 and (diff == 0).mean() >= 0.999, runner.backend
+        assert np.abs(runner.run("predict_float", {"lr": floats})["sr"] - whole_float).max() <= 1e-4
+    # A batch of small images goes through in chunks of at most one window of pixels: same answers.
+    small = images[:, :20, :20].repeat(40, axis=0)
+    chunked = SavedModelRunner(version_dir).run("serving_default", {"images": small})["sr_images"]
+    reference = create_session(version_dir / "model.onnx").run(None, {"images": small})[0]
+    assert np.abs(chunked.astype(int) - reference).max() <= 1
 
 
 def test_a_broken_variable_restore_fails_the_export(broken_export):
