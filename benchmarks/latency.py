@@ -5,8 +5,9 @@
     python benchmarks/latency.py --target tf-serving-host:8500    # the same sweep against any running server
 
 Backends: the SavedModel in this process; ONNX Runtime on every provider this machine has (CPU here; CUDA and
-TensorRT where a GPU is visible; `onnx-cpu`, `onnx-cuda` name one); TF Serving's gRPC API — the embedded server started here with batching off
-and on, or the server at --target. Per point: warm-up excluded, then requests for --seconds (at least
+TensorRT where a GPU is visible; `onnx-cpu`, `onnx-cuda` name one); TF Serving's gRPC and REST APIs (`grpc`,
+`rest`, the same sweep) — the embedded server started here with batching off and on, or the servers at
+--target (gRPC) and --rest-target. Per point: warm-up excluded, then requests for --seconds (at least
 --min-requests): p50/p90/p95/p99/mean latency, images/s, and the GFLOP/s achieved beside this machine's
 matrix-multiply rate measured in the same run. Writes latency.json (every figure and the environment),
 latency.md and PNG plots to --out. The ONNX Runtime backends alone (`--backends onnx-cuda,onnx-cpu`) need only
@@ -49,8 +50,9 @@ class LatencyConfig:
     min_requests: int = 3
     max_requests: int = 1000
     warmup: int = 2
-    backends: tuple[str, ...] = ("savedmodel", "onnx", "grpc")
-    target: str | None = None  # an already running server; default: start the embedded one
+    backends: tuple[str, ...] = ("savedmodel", "onnx", "grpc", "rest")
+    target: str | None = None  # an already running server's gRPC port; default: start the embedded one
+    rest_target: str | None = None  # an already running server's REST port
     server_backend: str = "onnx"  # the faster runtime on CPUs; "savedmodel" runs it as TF Serving does
     max_batch_size: int = 8
     batch_timeout_micros: int = 5000
@@ -69,15 +71,17 @@ def parse_args(argv=None) -> LatencyConfig:
     p.add_argument("--batches", type=_ints, default=d.batches)
     p.add_argument("--sizes", type=_ints, default=d.sizes, help="input sides (32: the article's 32×32 → 128×128)")
     p.add_argument("--max-batch-pixels", type=int, default=d.max_batch_pixels)
-    p.add_argument("--concurrency", type=_ints, default=d.concurrency, help="gRPC clients")
-    p.add_argument("--grpc-batches", type=_ints, default=d.grpc_batches, help="gRPC batch sizes, one client")
+    p.add_argument("--concurrency", type=_ints, default=d.concurrency, help="gRPC and REST clients")
+    p.add_argument("--grpc-batches", type=_ints, default=d.grpc_batches,
+                   help="batch sizes sent by one gRPC (and REST) client")
     p.add_argument("--seconds", type=float, default=d.seconds, help="measuring time per point")
     p.add_argument("--min-requests", type=int, default=d.min_requests)
     p.add_argument("--max-requests", type=int, default=d.max_requests)
     p.add_argument("--warmup", type=int, default=d.warmup, help="untimed requests first, per caller")
     p.add_argument("--backends", type=lambda s: tuple(s.split(",")), default=d.backends,
-                   help="any of savedmodel, onnx (every provider), onnx-cpu, onnx-cuda, onnx-tensorrt, grpc")
-    p.add_argument("--target", help="host:port of a running TF Serving (or serving.server) to measure")
+                   help="any of savedmodel, onnx (every provider), onnx-cpu, onnx-cuda, onnx-tensorrt, grpc, rest")
+    p.add_argument("--target", help="host:port of a running TF Serving's gRPC API (or serving.server) to measure")
+    p.add_argument("--rest-target", help="host:port of a running TF Serving's REST API to measure")
     p.add_argument("--server-backend", choices=["savedmodel", "onnx"], default=d.server_backend,
                    help="what the embedded server runs")
     p.add_argument("--max-batch-size", type=int, default=d.max_batch_size, help="server-side batching")
@@ -153,15 +157,26 @@ def measure_in_process(config: LatencyConfig, backends: dict, bar) -> list[dict]
     return points
 
 
-def measure_grpc(config: LatencyConfig, target: str, batching, bar) -> list[dict]:
+PROTOCOLS = ("grpc", "rest")
+
+
+def _client(protocol: str, target: str):
+    if protocol == "rest":
+        from serving.rest_client import SrganRestClient
+        return SrganRestClient(target)
     from serving.client import SrganClient
-    label = "grpc" if config.target is None else f"grpc {target}"
+    return SrganClient(target)
+
+
+def measure_server(config: LatencyConfig, protocol: str, target: str, batching, bar) -> list[dict]:
+    """One protocol's sweep against one server: batch sizes with one client, then concurrent clients."""
+    label = protocol if batching is not None else f"{protocol} {target}"
     size = min(config.sizes)
     points = []
 
     def caller(batch):
         def make():
-            client = SrganClient(target)
+            client = _client(protocol, target)
             images = _images(batch, size)
             return lambda: client.upscale(images)
         return make
@@ -181,22 +196,36 @@ def measure_grpc(config: LatencyConfig, target: str, batching, bar) -> list[dict
     return points
 
 
-def grpc_series(config: LatencyConfig, bar) -> list[dict]:
-    if config.target is not None:
-        return measure_grpc(config, config.target, None, bar)
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def server_series(config: LatencyConfig, bar) -> list[dict]:
+    """Both protocols against the servers at --target/--rest-target, or against the embedded server started here
+    twice (batching off, then on), serving gRPC and REST from the same process."""
+    protocols = [p for p in PROTOCOLS if p in config.backends]
+    if config.target is not None or config.rest_target is not None:
+        targets = {"grpc": config.target, "rest": config.rest_target}
+        return [point for p in protocols if targets[p] for point in measure_server(config, p, targets[p], None, bar)]
     from serving.demo import start_server
     points = []
     for batching in (False, True):
-        flags = ["--backend", config.server_backend, "--file_system_poll_wait_seconds", "0"]
+        rest_port = _free_port()
+        flags = ["--backend", config.server_backend, "--file_system_poll_wait_seconds", "0",
+                 "--rest_api_port", str(rest_port)]
         if batching:
             flags += ["--enable_batching", "--max_batch_size", str(config.max_batch_size),
                       "--batch_timeout_micros", str(config.batch_timeout_micros)]
         process, target = start_server(config.model_dir, *flags)
+        targets = {"grpc": target, "rest": f"127.0.0.1:{rest_port}"}
         try:
-            from serving.client import SrganClient
-            with SrganClient(target) as client:
+            with _client("grpc", target) as client:
                 client.wait_until_available()
-            points += measure_grpc(config, target, batching, bar)
+            for protocol in protocols:
+                points += measure_server(config, protocol, targets[protocol], batching, bar)
         finally:
             process.send_signal(signal.SIGTERM)
             process.communicate(timeout=60)
@@ -236,12 +265,13 @@ def _progress(total: int):
 
 def count_points(config: LatencyConfig, in_process: int) -> int:
     per_backend = sum(1 for s in config.sizes for b in config.batches if b * s * s <= config.max_batch_pixels)
-    grpc = 0
-    if "grpc" in config.backends:
-        series = 1 if config.target else 2
-        grpc = len(config.grpc_batches) + series * len(config.concurrency) - (1 in config.concurrency
-                                                                              and 1 in config.grpc_batches)
-    return in_process * per_backend + grpc
+    external = config.target is not None or config.rest_target is not None
+    targets = {"grpc": config.target, "rest": config.rest_target}
+    protocols = [p for p in PROTOCOLS if p in config.backends and (not external or targets[p])]
+    series = 1 if external else 2
+    per_protocol = len(config.grpc_batches) + series * len(config.concurrency) - (1 in config.concurrency
+                                                                                  and 1 in config.grpc_batches)
+    return in_process * per_backend + len(protocols) * per_protocol
 
 
 def main(argv=None) -> int:
@@ -258,8 +288,8 @@ def main(argv=None) -> int:
     backends = in_process_backends(config, version_dir)
     with _progress(count_points(config, len(backends))) as bar:
         points = measure_in_process(config, backends, bar)
-        if "grpc" in config.backends:
-            points += grpc_series(config, bar)
+        if any(p in config.backends for p in PROTOCOLS):
+            points += server_series(config, bar)
     for p in points:
         p["gflops_per_second"] = p["images_per_second"] * flops[p["size"]] / 1e9
         p["fraction_of_matmul"] = p["gflops_per_second"] / peak

@@ -11,6 +11,11 @@ def _on_gpu(point: dict) -> bool:
     return point["backend"] in ("onnx-cuda", "onnx-tensorrt")
 
 
+def _remote(point: dict, protocol: str | None = None) -> bool:
+    """A point measured through a server's API (gRPC or REST), not in this process."""
+    return point["backend"].startswith((protocol,) if protocol else ("grpc", "rest"))
+
+
 def findings(results: dict, server_backend: str) -> dict:
     """The ratios the targets speak of, each with the points it compares (None where not measured)."""
     points, size = results["points"], min(int(s) for s in results["flops_per_image"])
@@ -23,14 +28,21 @@ def findings(results: dict, server_backend: str) -> dict:
             "value": best["fraction_of_matmul"], "point": f"{best['backend']} batch {best['batch']}, {best['size']}²"}
     in_process_name = "savedmodel" if server_backend == "savedmodel" else "onnx-cpu"
     local = _find(points, backend=in_process_name, batch=1, size=size)
-    remote = [p for p in points if p["backend"].startswith("grpc") and p["batch"] == 1 and p["clients"] == 1
-              and not p["batching"] and p["size"] == size]
+    single = {protocol: [p for p in points if _remote(p, protocol) and p["batch"] == 1 and p["clients"] == 1
+                         and not p["batching"] and p["size"] == size] for protocol in ("grpc", "rest")}
+    remote = single["grpc"]
     if local and remote:
         out["grpc_p50_over_in_process_p50_batch_1"] = {
             "value": remote[0]["p50_ms"] / local[0]["p50_ms"],
             "point": f"{remote[0]['p50_ms']:.1f} ms over {in_process_name} {local[0]['p50_ms']:.1f} ms"}
-    batched = [p for p in points if p["backend"].startswith("grpc") and p["batching"] and p["clients"] == 8]
-    at_8 = [p for p in points if not p["backend"].startswith("grpc") and p["batch"] == 8 and p["size"] == size]
+    if single["rest"] and remote:
+        rest = single["rest"][0]
+        out["rest_p50_over_grpc_p50_batch_1"] = {
+            "value": rest["p50_ms"] / remote[0]["p50_ms"],
+            "point": f"{rest['p50_ms']:.1f} ms over {remote[0]['p50_ms']:.1f} ms; the {size}×{size} request is "
+                     f"{_json_bytes(size)} bytes of JSON against {3 * size * size} bytes of tensor_content"}
+    batched = [p for p in points if _remote(p, "grpc") and p["batching"] and p["clients"] == 8]
+    at_8 = [p for p in points if not _remote(p) and p["batch"] == 8 and p["size"] == size]
     if batched and at_8:
         best = max(at_8, key=lambda p: p["images_per_second"])
         out["batched_grpc_throughput_over_best_in_process_batch_8"] = {
@@ -38,6 +50,15 @@ def findings(results: dict, server_backend: str) -> dict:
             "point": f"{batched[0]['images_per_second']:.2f} img/s (8 clients, batching on) over "
                      f"{best['backend']} {best['images_per_second']:.2f} img/s"}
     return out
+
+
+def _json_bytes(size: int) -> int:
+    """The body of a columnar REST request for one random size×size image, as our REST client sends it."""
+    import json
+
+    import numpy as np
+    image = np.random.default_rng(0).integers(0, 256, (1, size, size, 3), dtype=np.uint8)
+    return len(json.dumps({"signature_name": "serving_default", "inputs": {"images": image.tolist()}}))
 
 
 def markdown(results: dict) -> str:
@@ -58,13 +79,14 @@ def markdown(results: dict) -> str:
                      + ("— |" if _on_gpu(p) else f"{100 * p['fraction_of_matmul']:.0f} % |"))
     names = {"onnx_fraction_of_matmul_at_batch_4_plus": "ONNX Runtime at batch ≥ 4, share of the matmul rate",
              "grpc_p50_over_in_process_p50_batch_1": "gRPC p50 / in-process p50 at batch 1",
+             "rest_p50_over_grpc_p50_batch_1": "REST p50 / gRPC p50 at batch 1 (JSON's cost)",
              "batched_grpc_throughput_over_best_in_process_batch_8":
                  "gRPC throughput, 8 clients, batching on / best in-process at batch 8"}
     if results["findings"]:
         lines += ["", "| ratio | value | from |", "|---|---:|---|"]
         for key, item in results["findings"].items():
             value = f"{100 * item['value']:.0f} %" if "fraction" in key or "throughput" in key \
-                else f"{item['value']:.3f}×"
+                else f"{item['value']:.2f}×"
             lines.append(f"| {names[key]} | {value} | {item['point']} |")
     return "\n".join(lines)
 
@@ -92,20 +114,21 @@ def plots(results: dict, out: Path) -> list[Path]:
     paths.append(_save(fig, ax, out / "latency_vs_batch.png"))
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for batching in (False, True, None):
-        series = sorted([p for p in points if p["backend"].startswith("grpc") and p["batch"] == 1
-                         and p["batching"] == batching], key=lambda p: p["clients"])
-        if series:
-            label = {False: "batching off", True: "batching on", None: "external server"}[batching]
-            ax.plot([p["clients"] for p in series], [p["images_per_second"] for p in series], marker="o",
-                    label=f"gRPC, {label}")
-    best = [p for p in points if not p["backend"].startswith("grpc") and p["size"] == size]
+    for protocol in ("grpc", "rest"):
+        for batching in (False, True, None):
+            series = sorted([p for p in points if _remote(p, protocol) and p["batch"] == 1
+                             and p["batching"] == batching], key=lambda p: p["clients"])
+            if series:
+                label = {False: "batching off", True: "batching on", None: "external server"}[batching]
+                ax.plot([p["clients"] for p in series], [p["images_per_second"] for p in series], marker="o",
+                        ls="-" if protocol == "grpc" else "--", label=f"{protocol.upper()}, {label}")
+    best = [p for p in points if not _remote(p) and p["size"] == size]
     if best:
         top = max(best, key=lambda p: p["images_per_second"])
         ax.axhline(top["images_per_second"], color="grey", ls=":",
                    label=f"best in-process ({top['backend']}, batch {top['batch']})")
     ax.set(xlabel="concurrent clients (batch 1 each)", ylabel="images / s",
-           title="Throughput vs concurrency over gRPC")
+           title="Throughput vs concurrency over gRPC and REST")
     paths.append(_save(fig, ax, out / "throughput_vs_concurrency.png"))
     return paths
 

@@ -18,6 +18,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from serving.metrics import METRICS
+
 
 class Abandoned(Exception):
     """The caller went away before its batch ran."""
@@ -111,6 +113,7 @@ class Batcher:
             try:  # whatever happens, every caller of the batch gets an answer and the worker lives on
                 arrays = [t.array for t in batch]
                 merged = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+                METRICS.batch_size.labels(first.servable.name, first.signature).observe(merged.shape[0])
                 outputs = first.servable.runner.run(first.signature, {first.key: merged})
                 offset = 0
                 for task in batch:

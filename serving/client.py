@@ -21,28 +21,70 @@ from serving import tensors
 MAX_MESSAGE_BYTES = 1 << 30
 
 
-class SrganClient:
-    def __init__(self, target: str = "127.0.0.1:8500", model_name: str = "srgan", version: int | None = None,
-                 version_label: str | None = None, timeout: float = 60.0, retries: int = 4,
-                 backoff: float = 0.25):
+class ServingClient:
+    """What both clients (gRPC here, REST in serving.rest_client) offer on top of their `predict`, `status`,
+    `close` and `_still_starting(error)`."""
+
+    def __init__(self, target: str, model_name: str, version: int | None, version_label: str | None,
+                 timeout: float, retries: int, backoff: float):
         self.target = target
         self.model_name = model_name
         self.version = version
         self.version_label = version_label
-        self.timeout = timeout
-        self.retries = retries
+        self.timeout = timeout  # seconds per call
+        self.retries = retries  # while the server is starting or restarting, with exponential back-off
         self.backoff = backoff
-        options = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                   ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
-        self.channel = grpc.insecure_channel(target, options=options)
-        self.predictions = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
-        self.models = model_service_pb2_grpc.ModelServiceStub(self.channel)
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.close()
+
+    def upscale(self, images: np.ndarray) -> np.ndarray:
+        """uint8 RGB (N, H, W, 3) or one (H, W, 3) → uint8 of 4× the height and width."""
+        images = np.asarray(images)
+        single = images.ndim == 3
+        batch = images[None] if single else images
+        out = self.predict({"images": np.ascontiguousarray(batch, dtype=np.uint8)})["sr_images"]
+        return out[0] if single else out
+
+    def upscale_file(self, path, tile: int = 128) -> np.ndarray:
+        """A picture of any size, sent as fixed-size tiles (one request each) that TF Serving's batcher can
+        join with other clients' tiles; the stitched result equals whole-image inference."""
+        from PIL import Image, ImageOps
+
+        from serving.tiling import receptive_radius, tiled_upscale
+        with Image.open(path) as image:
+            rgb = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+        return tiled_upscale(rgb, self.upscale, 4, tile, receptive_radius())
+
+    def wait_until_available(self, timeout: float = 120.0) -> list[dict]:
+        """Poll the model's status until a version is AVAILABLE."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                statuses = self.status()
+                if any(s["state"] == "AVAILABLE" for s in statuses):
+                    return statuses
+            except Exception as error:  # noqa: BLE001 - the subclass says which errors mean "not yet"
+                if not self._still_starting(error):
+                    raise
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no version of {self.model_name} became AVAILABLE at {self.target}")
+            time.sleep(0.2)
+
+
+class SrganClient(ServingClient):
+    def __init__(self, target: str = "127.0.0.1:8500", model_name: str = "srgan", version: int | None = None,
+                 version_label: str | None = None, timeout: float = 60.0, retries: int = 4,
+                 backoff: float = 0.25):
+        super().__init__(target, model_name, version, version_label, timeout, retries, backoff)
+        options = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                   ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
+        self.channel = grpc.insecure_channel(target, options=options)
+        self.predictions = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
+        self.models = model_service_pb2_grpc.ModelServiceStub(self.channel)
 
     def close(self) -> None:
         self.channel.close()
@@ -75,24 +117,6 @@ class SrganClient:
         response = self._call(self.predictions.Predict, request)
         return {key: tensors.to_numpy(proto) for key, proto in response.outputs.items()}
 
-    def upscale(self, images: np.ndarray) -> np.ndarray:
-        """uint8 RGB (N, H, W, 3) or one (H, W, 3) → uint8 of 4× the height and width."""
-        images = np.asarray(images)
-        single = images.ndim == 3
-        batch = images[None] if single else images
-        out = self.predict({"images": np.ascontiguousarray(batch, dtype=np.uint8)})["sr_images"]
-        return out[0] if single else out
-
-    def upscale_file(self, path, tile: int = 128) -> np.ndarray:
-        """A picture of any size, sent as fixed-size tiles (one request each) that TF Serving's batcher can
-        join with other clients' tiles; the stitched result equals whole-image inference."""
-        from PIL import Image, ImageOps
-
-        from serving.tiling import receptive_radius, tiled_upscale
-        with Image.open(path) as image:
-            rgb = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
-        return tiled_upscale(rgb, self.upscale, 4, tile, receptive_radius())
-
     def metadata(self) -> dict:
         """{signature: {"inputs": {key: dtype}, "outputs": {key: dtype}}} of the served version."""
         request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
@@ -114,17 +138,7 @@ class SrganClient:
         return [{"version": s.version, "state": state_name(s.state), "error": s.status.error_message}
                 for s in response.model_version_status]
 
-    def wait_until_available(self, timeout: float = 120.0) -> list[dict]:
-        """Poll GetModelStatus until a version is AVAILABLE."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                statuses = self.status()
-                if any(s["state"] == "AVAILABLE" for s in statuses):
-                    return statuses
-            except grpc.RpcError as error:
-                if error.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.NOT_FOUND):
-                    raise
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"no version of {self.model_name} became AVAILABLE at {self.target}")
-            time.sleep(0.2)
+    @staticmethod
+    def _still_starting(error: Exception) -> bool:
+        return isinstance(error, grpc.RpcError) and error.code() in (grpc.StatusCode.UNAVAILABLE,
+                                                                      grpc.StatusCode.NOT_FOUND)

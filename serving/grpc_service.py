@@ -7,11 +7,14 @@ util.cc, server_core.cc, get_model_metadata_impl.cc, get_model_status_impl.cc; t
 tests/test_serving.py): NOT_FOUND for an unknown model or version, FAILED_PRECONDITION for an unknown
 signature, INVALID_ARGUMENT for an unknown label, a missing name, wrong inputs or output_filter, and a
 tensor of the wrong dtype, rank, channels, size or values. RESOURCE_EXHAUSTED for an oversize message
-comes from gRPC itself (the server's receive limit).
+comes from gRPC itself (the server's receive limit), and from our memory budget for a request that can never
+fit in --max_inflight_bytes or that finds the waiting queue full.
 """
 
+import contextlib
 import dataclasses
 import io
+import time
 
 import grpc
 import numpy as np
@@ -21,8 +24,10 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
 from tensorflow_serving.apis import status_pb2
 
 from serving import tensors
+from serving.admission import MemoryBudget
 from serving.batching import Abandoned
 from serving.errors import ServingError, invalid_argument, not_found
+from serving.metrics import METRICS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,9 +36,21 @@ class Limits:
     # through serving.upscale, which tiles them.
     max_pixels: int = 1 << 20
     max_images: int = 64  # images (elements) one request may carry
+    # Derived from --max_inflight_bytes (not set by --max_pixels_per_request): a request over it could never
+    # fit in the memory budget, so it gets RESOURCE_EXHAUSTED, as the budget's own refusal.
+    from_budget: bool = False
+
+    def too_many_pixels(self, what: str) -> ServingError:
+        advice = "send fewer or smaller images, or tile them (serving.upscale does)"
+        if self.from_budget:
+            return ServingError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                f"{what}, more than the {self.max_pixels} that fit in the server's memory budget "
+                                f"(--max_inflight_bytes); {advice}")
+        return invalid_argument(f"{what}, more than the {self.max_pixels} one request may carry; {advice}")
 
 
-def _check_inputs(request_inputs, specs: dict, signature_def, limits: Limits) -> dict[str, np.ndarray]:
+def _check_inputs(request_inputs, specs: dict, signature_def, limits: Limits) -> tuple[dict[str, np.ndarray], int]:
+    """The request's inputs as arrays, checked, and the number of input pixels they carry."""
     sent, expected = set(request_inputs), set(specs)
     if len(sent) != len(expected):  # predict_util.cc: VerifyRequestInputsSize
         extra, missing = sorted(sent - expected), sorted(expected - sent)
@@ -47,7 +64,7 @@ def _check_inputs(request_inputs, specs: dict, signature_def, limits: Limits) ->
             f"Signature input alias: {missing[0]}(feed name: {signature_def.inputs[missing[0]].name}) not found in "
             f"request and no default value provided. Inputs expected to be in the request "
             f"{{{','.join(sorted(sent))}}}, or default input alias set: ")
-    arrays = {}
+    arrays, pixels = {}, 0
     for index, key in enumerate(sorted(specs)):
         spec, proto = specs[key], request_inputs[key]
         got = tensors.dtype_name(proto.dtype)
@@ -64,9 +81,7 @@ def _check_inputs(request_inputs, specs: dict, signature_def, limits: Limits) ->
             raise invalid_argument(f"input '{key}' is empty (shape {shape}); send at least one image of at "
                                    "least 1×1 pixels")
         if len(shape) == 4 and shape[0] * shape[1] * shape[2] > limits.max_pixels:
-            raise invalid_argument(f"input '{key}' has {shape[0]}×{shape[1]}×{shape[2]} pixels, more than the "
-                                   f"{limits.max_pixels} one request may carry; send fewer or smaller images, "
-                                   "or tile them (serving.upscale does)")
+            raise limits.too_many_pixels(f"input '{key}' has {shape[0]}×{shape[1]}×{shape[2]} pixels")
         try:
             array = tensors.to_numpy(proto)
         except tensors.TensorError as error:
@@ -74,17 +89,19 @@ def _check_inputs(request_inputs, specs: dict, signature_def, limits: Limits) ->
         if array.dtype.kind == "f" and not np.isfinite(array).all():
             raise invalid_argument(f"input '{key}' contains NaN or Inf; send values in [-1, 1]")
         if spec.dtype == "string":
-            _check_encoded_images(key, array, limits)
+            pixels += _check_encoded_images(key, array, limits)
+        elif len(shape) == 4:
+            pixels += shape[0] * shape[1] * shape[2]
         arrays[key] = array
-    return arrays
+    return arrays, pixels
 
 
 _ENCODED_FORMATS = {"PNG", "JPEG", "GIF", "BMP"}  # what the graph's tf.io.decode_image reads
 
 
-def _check_encoded_images(key: str, blobs: np.ndarray, limits: Limits) -> None:
+def _check_encoded_images(key: str, blobs: np.ndarray, limits: Limits) -> int:
     """Encoded images are measured from their headers, before anything decodes them: a 60-byte PNG that
-    claims 100 000 × 100 000 pixels is refused at no cost."""
+    claims 100 000 × 100 000 pixels is refused at no cost. Returns the pixels they claim."""
     from PIL import Image
     if blobs.size > limits.max_images:
         raise invalid_argument(f"input '{key}' holds {blobs.size} images, more than the {limits.max_images} one "
@@ -105,6 +122,7 @@ def _check_encoded_images(key: str, blobs: np.ndarray, limits: Limits) -> None:
             raise invalid_argument(f"input '{key}' claims more than the {limits.max_pixels} pixels one request may "
                                    f"carry (image {index}: {width}×{height} in its header); send fewer or smaller "
                                    "images, or tile them (serving.upscale does)")
+    return total
 
 
 def _wanted(context) -> bool:
@@ -127,34 +145,45 @@ def _output_aliases(output_filter, signature_def) -> list[str]:
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, manager, batcher=None, limits: Limits = Limits()):
+    def __init__(self, manager, batcher=None, limits: Limits = Limits(), budget: MemoryBudget | None = None):
         self.manager = manager
         self.batcher = batcher
         self.limits = limits
+        self.budget = budget  # admits requests by their estimated memory; None: no bound
 
-    def Predict(self, request, context):
+    def predict(self, request, still_wanted=lambda: True,
+                entrypoint: str = "GRPC") -> predict_pb2.PredictResponse:
+        """One Predict, whatever the protocol: raises ServingError with TF Serving's code, or Abandoned when
+        the client went away before the model ran. Counted and timed in the server's metrics."""
+        started, status = time.perf_counter(), "OK"
         try:
-            if not request.HasField("model_spec"):
-                raise invalid_argument("Missing ModelSpec")
-            servable = self.manager.resolve(request.model_spec)
-            signature = request.model_spec.signature_name or "serving_default"
-            if signature not in servable.inputs:  # predict_util.cc: RunPredict
-                raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
-                                   f"Serving signature key \"{signature}\" not found.")
-            signature_def = servable.signature_defs[signature]
-            inputs = _check_inputs(request.inputs, servable.inputs[signature], signature_def, self.limits)
-            wanted = _output_aliases(request.output_filter, signature_def)  # checked before the model runs
-            if not _wanted(context):  # cancelled or expired while it was read and checked: do not compute
-                context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline exceeded before the model ran")
+            return self._predict(request, still_wanted)
+        except ServingError as error:
+            status = error.code.name
+            raise
+        except Abandoned:
+            status = "DEADLINE_EXCEEDED"
+            raise
+        finally:
+            METRICS.request(request.model_spec.name, "Predict", entrypoint, status, time.perf_counter() - started)
+
+    def _predict(self, request, still_wanted) -> predict_pb2.PredictResponse:
+        if not request.HasField("model_spec"):
+            raise invalid_argument("Missing ModelSpec")
+        servable = self.manager.resolve(request.model_spec)
+        signature = request.model_spec.signature_name or "serving_default"
+        if signature not in servable.inputs:  # predict_util.cc: RunPredict
+            raise ServingError(grpc.StatusCode.FAILED_PRECONDITION, f"Serving signature key \"{signature}\" not found.")
+        signature_def = servable.signature_defs[signature]
+        inputs, pixels = _check_inputs(request.inputs, servable.inputs[signature], signature_def, self.limits)
+        wanted = _output_aliases(request.output_filter, signature_def)  # checked before the model runs
+        with self._admitted(servable.cost.estimate(pixels), still_wanted):
+            if not still_wanted():  # cancelled or expired while it waited: do not compute
+                raise Abandoned()
             if self.batcher:
-                try:
-                    outputs = self.batcher.run(servable, signature, inputs, lambda: _wanted(context))
-                except Abandoned:  # dropped from its batch: the client had gone
-                    context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline exceeded before the model ran")
+                outputs = self.batcher.run(servable, signature, inputs, still_wanted)
             else:
                 outputs = servable.runner.run(signature, inputs)
-        except ServingError as error:
-            context.abort(error.code, error.message)
         response = predict_pb2.PredictResponse()
         response.model_spec.name = servable.name
         response.model_spec.version.value = servable.version
@@ -163,19 +192,30 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             response.outputs[key].CopyFrom(tensors.to_proto(outputs[key]))
         return response
 
-    def GetModelMetadata(self, request, context):
+    def Predict(self, request, context):
         try:
-            if not request.HasField("model_spec"):  # get_model_metadata_impl.cc
-                raise invalid_argument("Missing ModelSpec")
-            fields = list(request.metadata_field)
-            if not fields:
-                raise invalid_argument("GetModelMetadataRequest must specify at least one metadata_field")
-            for field in fields:
-                if field != "signature_def":
-                    raise invalid_argument(f"Metadata field {field} is not supported")
-            servable = self.manager.resolve(request.model_spec)
+            return self.predict(request, lambda: _wanted(context))
         except ServingError as error:
             context.abort(error.code, error.message)
+        except Abandoned:  # the client had gone before the model ran
+            context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline exceeded before the model ran")
+
+    def _admitted(self, cost_bytes: int, still_wanted):
+        if self.budget is None:
+            return contextlib.nullcontext()
+        return self.budget.admit(cost_bytes, still_wanted)
+
+    def metadata(self, request) -> get_model_metadata_pb2.GetModelMetadataResponse:
+        """GetModelMetadata, whatever the protocol; raises ServingError (get_model_metadata_impl.cc)."""
+        if not request.HasField("model_spec"):
+            raise invalid_argument("Missing ModelSpec")
+        fields = list(request.metadata_field)
+        if not fields:
+            raise invalid_argument("GetModelMetadataRequest must specify at least one metadata_field")
+        for field in fields:
+            if field != "signature_def":
+                raise invalid_argument(f"Metadata field {field} is not supported")
+        servable = self.manager.resolve(request.model_spec)
         signature_map = get_model_metadata_pb2.SignatureDefMap()
         for key, signature in servable.signature_defs.items():
             signature_map.signature_def[key].CopyFrom(signature)
@@ -187,29 +227,34 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         response.metadata["signature_def"].CopyFrom(packed)
         return response
 
+    def GetModelMetadata(self, request, context):
+        try:
+            return self.metadata(request)
+        except ServingError as error:
+            context.abort(error.code, error.message)
+
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
     def __init__(self, manager):
         self.manager = manager
 
-    def GetModelStatus(self, request, context):
-        try:  # get_model_status_impl.cc
-            if not request.HasField("model_spec"):
-                raise invalid_argument("Missing ModelSpec")
-            name = request.model_spec.name
-            if name not in self.manager.models:
-                raise not_found(f"Could not find any versions of model {name}")
-            model = self.manager.models[name]
-            statuses = dict(model.statuses)
-            if request.model_spec.HasField("version"):
-                version = request.model_spec.version.value
-                if version not in statuses:
-                    raise not_found(f"Could not find version {version} of model {model.name}")
-                statuses = {version: statuses[version]}
-            if not statuses:
-                raise not_found(f"Could not find any versions of model {model.name}")
-        except ServingError as error:
-            context.abort(error.code, error.message)
+    def status(self, request) -> get_model_status_pb2.GetModelStatusResponse:
+        """GetModelStatus, whatever the protocol; raises ServingError (get_model_status_impl.cc: a version label
+        is ignored there, every version is reported)."""
+        if not request.HasField("model_spec"):
+            raise invalid_argument("Missing ModelSpec")
+        name = request.model_spec.name
+        if name not in self.manager.models:
+            raise not_found(f"Could not find any versions of model {name}")
+        model = self.manager.models[name]
+        statuses = dict(model.statuses)
+        if request.model_spec.HasField("version"):
+            version = request.model_spec.version.value
+            if version not in statuses:
+                raise not_found(f"Could not find version {version} of model {model.name}")
+            statuses = {version: statuses[version]}
+        if not statuses:
+            raise not_found(f"Could not find any versions of model {model.name}")
         response = get_model_status_pb2.GetModelStatusResponse()
         for version, status in sorted(statuses.items()):
             response.model_version_status.add(
@@ -217,6 +262,12 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
                 status=status_pb2.StatusProto(error_code=grpc.StatusCode.UNKNOWN.value[0] if status.error else 0,
                                               error_message=status.error))
         return response
+
+    def GetModelStatus(self, request, context):
+        try:
+            return self.status(request)
+        except ServingError as error:
+            context.abort(error.code, error.message)
 
     def HandleReloadConfigRequest(self, request, context):
         if not request.config.HasField("model_config_list"):

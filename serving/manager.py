@@ -10,6 +10,7 @@ GetModelStatus) and the last good version keeps serving.
 import dataclasses
 import sys
 import threading
+import time
 from pathlib import Path
 
 import grpc
@@ -18,6 +19,7 @@ from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
 from serving.errors import ServingError, describe, invalid_argument, not_found
+from serving.metrics import METRICS
 from serving.model_repository import version_dirs
 from serving.servable import Servable
 
@@ -86,9 +88,12 @@ class ServedModel:
 
     def _load(self, version: int, path: Path) -> None:
         self.statuses[version] = VersionStatus(State.LOADING)
+        started = time.perf_counter()
         try:
             servable = Servable.load(self.name, version, path, self.backend)
+            METRICS.load(str(path), time.perf_counter() - started, ok=True)
         except Exception as error:  # any failure to load is reported, never fatal to the server
+            METRICS.load(str(path), time.perf_counter() - started, ok=False)
             message = f"Failed to load version {version} of {self.name} from {path}: {error}"
             print(f"warning: {message}", file=sys.stderr, flush=True)
             self._failed[version] = _mtime(path)

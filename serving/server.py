@@ -24,6 +24,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # noqa: E402
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc  # noqa: E402
 from tensorflow_serving.config import model_server_config_pb2  # noqa: E402
 
+from serving.admission import MemoryBudget, available_memory_bytes  # noqa: E402
 from serving.batching import Batcher  # noqa: E402
 from serving.errors import ServingError, UsageError, exit_on_usage_error  # noqa: E402
 from serving.grpc_service import Limits, ModelService, PredictionService  # noqa: E402
@@ -33,6 +34,9 @@ from serving.manager import ModelManager, model_config  # noqa: E402
 @dataclasses.dataclass(frozen=True)
 class ServerConfig:
     port: int = 8500
+    rest_api_port: int = 0  # 0: no REST API, as in TF Serving
+    rest_api_num_threads: int = 8
+    rest_api_max_body_bytes: int = 64 << 20
     host: str = "127.0.0.1"
     model_name: str = "srgan"
     model_base_path: Path | None = None
@@ -44,8 +48,11 @@ class ServerConfig:
     num_batch_threads: int = 1
     file_system_poll_wait_seconds: float = 1.0
     grpc_max_threads: int = 16
+    max_concurrent_rpcs: int = 64
     max_message_bytes: int = 64 << 20
-    max_pixels_per_request: int = 1 << 20
+    max_inflight_bytes: int = 0  # 0: half the memory available at start
+    max_queued_requests: int = 32
+    max_pixels_per_request: int = 0  # 0: the largest request the memory budget admits
     drain_seconds: float = 10.0
     allow_version_labels_for_unavailable_models: bool = False
 
@@ -55,6 +62,11 @@ def parse_args(argv=None) -> ServerConfig:
     p = argparse.ArgumentParser(prog="python -m serving.server", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--port", type=int, default=d.port, help="gRPC port (0: any free port, printed)")
+    p.add_argument("--rest_api_port", type=int, default=d.rest_api_port,
+                   help="TF Serving's REST API and /monitoring/prometheus/metrics on this port (0: off)")
+    p.add_argument("--rest_api_num_threads", type=int, default=d.rest_api_num_threads)
+    p.add_argument("--rest_api_max_body_bytes", type=int, default=d.rest_api_max_body_bytes,
+                   help="largest REST request body accepted; larger ones get HTTP 400")
     p.add_argument("--host", default=d.host, help="address to bind; 0.0.0.0 exposes the server to the network")
     p.add_argument("--model_name", default=d.model_name)
     p.add_argument("--model_base_path", type=Path, help="folder holding <version>/ subfolders")
@@ -71,8 +83,17 @@ def parse_args(argv=None) -> ServerConfig:
     p.add_argument("--grpc_max_threads", type=int, default=d.grpc_max_threads)
     p.add_argument("--max_message_bytes", type=int, default=d.max_message_bytes,
                    help="largest request accepted; larger ones get RESOURCE_EXHAUSTED")
+    p.add_argument("--max_concurrent_rpcs", type=int, default=d.max_concurrent_rpcs,
+                   help="gRPC refuses calls beyond this many in progress with RESOURCE_EXHAUSTED")
+    p.add_argument("--max_inflight_bytes", type=int, default=d.max_inflight_bytes,
+                   help="estimated server memory that requests in flight may hold together; a request that "
+                        "never fits is refused (RESOURCE_EXHAUSTED), others wait their turn (0: half the "
+                        "memory available at start, printed)")
+    p.add_argument("--max_queued_requests", type=int, default=d.max_queued_requests,
+                   help="requests that may wait for memory at once; more are refused (RESOURCE_EXHAUSTED)")
     p.add_argument("--max_pixels_per_request", type=int, default=d.max_pixels_per_request,
-                   help="largest N·H·W of input images in one request")
+                   help="largest N·H·W of input images in one request (0: the largest the memory budget "
+                        "admits for the loaded models, printed)")
     p.add_argument("--drain_seconds", type=float, default=d.drain_seconds,
                    help="on SIGTERM, how long requests in flight may take to finish")
     p.add_argument("--allow_version_labels_for_unavailable_models", action="store_true",
@@ -114,12 +135,23 @@ class ModelServer:
         self.health = health.HealthServicer()
         options = [("grpc.max_receive_message_length", config.max_message_bytes),
                    ("grpc.max_send_message_length", -1), ("grpc.so_reuseport", 0)]
-        self.server = grpc.server(concurrent.futures.ThreadPoolExecutor(config.grpc_max_threads), options=options)
-        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            PredictionService(self.manager, self.batcher, Limits(config.max_pixels_per_request)), self.server)
-        model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(self.manager), self.server)
+        self.server = grpc.server(concurrent.futures.ThreadPoolExecutor(config.grpc_max_threads), options=options,
+                                  maximum_concurrent_rpcs=config.max_concurrent_rpcs)
+        self.budget = MemoryBudget(config.max_inflight_bytes or available_memory_bytes() // 2,
+                                   config.max_queued_requests)
+        self.prediction = PredictionService(self.manager, self.batcher, Limits(config.max_pixels_per_request or
+                                                                               Limits.max_pixels), self.budget)
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(self.prediction, self.server)
+        self.models = ModelService(self.manager)
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(self.models, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         self.port = None
+        self.rest, self.rest_port = None, None
+
+    def _derived_max_pixels(self) -> int:
+        """The largest request the budget admits for every loaded version (the article's default otherwise)."""
+        costs = [s.cost for m in self.manager.models.values() for s in list(m.available.values())]
+        return min((c.max_pixels(self.budget.limit_bytes) for c in costs), default=Limits.max_pixels)
 
     def _set_health(self, readable: bool) -> None:
         status = health_pb2.HealthCheckResponse.SERVING if readable else health_pb2.HealthCheckResponse.NOT_SERVING
@@ -136,16 +168,31 @@ class ModelServer:
                 self.manager.stop()
                 raise UsageError(f"{refusal.message} (TF Serving refuses such a label at start too; pass "
                                  "--allow_version_labels_for_unavailable_models to accept it).") from None
+        if not self.config.max_pixels_per_request:
+            self.prediction.limits = dataclasses.replace(self.prediction.limits, max_pixels=self._derived_max_pixels(),
+                                                         from_budget=True)
         self.port = self.server.add_insecure_port(f"{self.config.host}:{self.config.port}")
         if self.port == 0:
             raise UsageError(f"cannot bind {self.config.host}:{self.config.port}; is the port in use?")
         self.server.start()
+        if self.config.rest_api_port:
+            self.rest_port = self.start_rest(self.config.rest_api_port)
         self._set_health(self.manager.readable)
         return self.port
+
+    def start_rest(self, port: int) -> int:
+        """TF Serving's REST API on `port` (0: any free one); returns the port bound."""
+        from serving.rest import RestApi, serve_rest
+        app = RestApi(self.prediction, self.models, self.config.rest_api_max_body_bytes)
+        self.rest, bound = serve_rest(app, self.config.host, port, self.config.rest_api_num_threads)
+        threading.Thread(target=self.rest.run, name="rest-api", daemon=True).start()
+        return bound
 
     def stop(self) -> None:
         self.health.enter_graceful_shutdown()  # health checks now answer NOT_SERVING
         self.server.stop(grace=self.config.drain_seconds).wait()
+        if self.rest:
+            self.rest.close()
         if self.batcher:
             self.batcher.close()
         self.manager.stop()
@@ -161,6 +208,12 @@ def serve(config: ServerConfig) -> None:
     loaded = {name: sorted(m.available) for name, m in server.manager.models.items()}
     print(f"serving {loaded} on {config.host}:{port} (backend {config.backend}, batching "
           f"{'on, max ' + str(config.max_batch_size) if config.enable_batching else 'off'})", flush=True)
+    print(f"memory budget for requests in flight: {server.budget.limit_bytes / 2**20:,.0f} MB"
+          f"{'' if config.max_inflight_bytes else ' (half the memory available)'}; largest request: "
+          f"{server.prediction.limits.max_pixels:,} input pixels", flush=True)
+    if server.rest_port:
+        print(f"REST API and Prometheus metrics (/monitoring/prometheus/metrics) on {config.host}:"
+              f"{server.rest_port}", flush=True)
     print(f"listening on {config.host}:{port}", flush=True)
     stop.wait()
     print("draining: finishing requests in flight …", flush=True)

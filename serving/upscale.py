@@ -2,6 +2,7 @@
 
     python -m serving.upscale photo.jpg scans/*.png -o upscaled/ --backend onnx --model-dir models/srgan
     python -m serving.upscale photo.jpg -o upscaled/ --backend grpc --target 127.0.0.1:8500
+    python -m serving.upscale photo.jpg -o upscaled/ --backend rest --target 127.0.0.1:8501
 
 Large images are cut into tiles with enough overlap that the stitched result equals whole-image inference.
 EXIF orientation is applied; grey-scale images (16-bit ones scaled, as training reads them) come back
@@ -33,7 +34,7 @@ class UpscaleConfig:
     out_dir: Path
     backend: str = "onnx"
     model_dir: Path = Path("models/srgan")
-    target: str = "127.0.0.1:8500"
+    target: str | None = None  # host:port of the server; default: 127.0.0.1:8500 (grpc) or :8501 (rest)
     model_name: str = "srgan"
     tile: int = 128
     overlap: int | None = None  # default: the generator's receptive-field radius
@@ -45,10 +46,14 @@ def parse_args(argv=None) -> UpscaleConfig:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("inputs", nargs="+", type=Path, help="image files")
     p.add_argument("-o", "--out-dir", type=Path, required=True)
-    p.add_argument("--backend", choices=["onnx", "savedmodel", "grpc"], default="onnx")
+    p.add_argument("--backend", choices=["onnx", "savedmodel", "grpc", "rest"], default="onnx",
+                   help="grpc and rest: a running TF Serving (or serving.server) through that API")
+    p.add_argument("--protocol", dest="backend", choices=["grpc", "rest"],
+                   help="the same as --backend grpc|rest")
     p.add_argument("--model-dir", type=Path, default=Path("models/srgan"),
                    help="model directory (newest version) or one version directory")
-    p.add_argument("--target", default="127.0.0.1:8500", help="host:port of TF Serving (grpc backend)")
+    p.add_argument("--target", help="host:port of TF Serving (default 127.0.0.1:8500 for grpc, 127.0.0.1:8501 for "
+                                    "rest)")
     p.add_argument("--model-name", default="srgan")
     p.add_argument("--tile", type=int, default=128, help="input tile side in pixels")
     p.add_argument("--overlap", type=int, help="input pixels added around each tile (default: receptive field)")
@@ -63,7 +68,11 @@ def make_upscaler(config: UpscaleConfig):
     """uint8 NHWC → uint8 NHWC for the chosen backend, and the version directory it reads (None for gRPC)."""
     if config.backend == "grpc":
         from serving.client import SrganClient
-        client = SrganClient(config.target, config.model_name)
+        client = SrganClient(config.target or "127.0.0.1:8500", config.model_name)
+        return client.upscale, None
+    if config.backend == "rest":
+        from serving.rest_client import SrganRestClient
+        client = SrganRestClient(config.target or "127.0.0.1:8501", config.model_name)
         return client.upscale, None
     try:
         version_dir = resolve_version_dir(config.model_dir)

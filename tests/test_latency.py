@@ -20,8 +20,9 @@ def test_latency_benchmark_with_a_tiny_sweep(exported, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     data = json.loads((out / "latency.json").read_text())
     points = data["points"]
-    assert {p["backend"] for p in points} == {"savedmodel", "onnx-cpu", "grpc"}
-    assert len([p for p in points if p["backend"] == "grpc"]) == 2 + 2 * 2 - 1
+    assert {p["backend"] for p in points} == {"savedmodel", "onnx-cpu", "grpc", "rest"}
+    for protocol in ("grpc", "rest"):  # the same sweep over both APIs of one server
+        assert len([p for p in points if p["backend"] == protocol]) == 2 + 2 * 2 - 1
     for p in points:
         assert FIELDS <= set(p), FIELDS - set(p)
         assert p["min_ms"] <= p["p50_ms"] <= p["p90_ms"] <= p["p95_ms"] <= p["p99_ms"] <= p["max_ms"]
@@ -29,9 +30,10 @@ def test_latency_benchmark_with_a_tiny_sweep(exported, tmp_path):
     assert {"cpu", "cores", "gpu", "tensorflow", "onnxruntime"} <= set(data["environment"])
     assert data["matmul_gflops_per_second"] > 0 and set(data["flops_per_image"]) == {"8", "16"}
     assert set(data["findings"]) == {"onnx_fraction_of_matmul_at_batch_4_plus",
-                                     "grpc_p50_over_in_process_p50_batch_1",
+                                     "grpc_p50_over_in_process_p50_batch_1", "rest_p50_over_grpc_p50_batch_1",
                                      "batched_grpc_throughput_over_best_in_process_batch_8"}
     assert "| grpc | 8×8 | 1 | 8 | on |" in (out / "latency.md").read_text()
+    assert "| rest | 8×8 | 1 | 8 | on |" in (out / "latency.md").read_text()
     assert "| grpc | 8×8 | 1 | 8 | on |" in result.stdout
     for name in ("latency_vs_batch.png", "throughput_vs_concurrency.png"):
         assert Image.open(out / name).size[0] > 300

@@ -1,0 +1,275 @@
+"""TF Serving's REST API (port 8501) on the embedded server, and its Prometheus metrics page.
+
+URLs, JSON and errors follow TF Serving's source: http_rest_api_util.cc (paths), http_rest_api_handler.cc
+(dispatch), util/json_tensor.cc (row `instances` and columnar `inputs` formats, `{"b64": …}` for binary
+strings, outputs whose name ends in `_bytes` base64-encoded), http_server.cc (`{"error": …}` with the HTTP
+status its ToHTTPStatusCode gives each code). Requests go through the same code as gRPC (checks, memory
+budget, batching, metrics). A WSGI application (werkzeug) served by waitress; no HTTP parsing of ours.
+"""
+
+import base64
+import json
+import re
+
+import grpc
+import numpy as np
+from google.protobuf import json_format
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from tensorflow.core.framework import types_pb2
+from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2, predict_pb2
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.wrappers import Request, Response
+
+from serving import tensors
+from serving.batching import Abandoned
+from serving.errors import ServingError, invalid_argument
+from serving.metrics import METRICS
+
+METRICS_PATH = "/monitoring/prometheus/metrics"
+# http_rest_api_util.cc: kPredictionApiGegex and kModelStatusApiRegex.
+_PREDICT = re.compile(r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)",
+                      re.IGNORECASE)
+_STATUS = re.compile(r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?",
+                     re.IGNORECASE)
+# http_server.cc: ToHTTPStatusCode.
+HTTP_STATUS = {
+    grpc.StatusCode.OK: 200, grpc.StatusCode.CANCELLED: 499, grpc.StatusCode.UNKNOWN: 500,
+    grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.DEADLINE_EXCEEDED: 504, grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409, grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429, grpc.StatusCode.FAILED_PRECONDITION: 400,
+    grpc.StatusCode.ABORTED: 409, grpc.StatusCode.OUT_OF_RANGE: 400, grpc.StatusCode.UNIMPLEMENTED: 501,
+    grpc.StatusCode.INTERNAL: 500, grpc.StatusCode.UNAVAILABLE: 503, grpc.StatusCode.DATA_LOSS: 500,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+}
+_NUMPY = {"uint8": np.uint8, "float": np.float32, "double": np.float64, "int32": np.int32, "int64": np.int64,
+          "int8": np.int8, "int16": np.int16, "uint16": np.uint16, "half": np.float16, "bool": np.bool_}
+
+
+class RestApi:
+    """The WSGI application: `RestApi(prediction, models, max_body_bytes)` answers like TF Serving's port 8501."""
+
+    def __init__(self, prediction, models, max_body_bytes: int):
+        self.prediction = prediction  # serving.grpc_service.PredictionService
+        self.models = models  # serving.grpc_service.ModelService
+        self.max_body_bytes = max_body_bytes
+
+    def __call__(self, environ, start_response):
+        request = Request(environ)
+        request.max_content_length = self.max_body_bytes
+        return self.respond(request)(environ, start_response)
+
+    def respond(self, request: Request) -> Response:
+        path = request.path
+        if path == METRICS_PATH and request.method == "GET":
+            return Response(generate_latest(METRICS.registry), content_type=CONTENT_TYPE_LATEST)
+        if not path.lower().startswith("/v1/"):
+            return Response("", status=404)  # TF Serving registers no handler outside /v1/
+        try:
+            body = _json_body(request) if request.method == "POST" else None
+            return _json(200, self._dispatch(request.method, path, body))
+        except ServingError as error:
+            return _json(HTTP_STATUS.get(error.code, 500), {"error": error.message})
+        except Abandoned:
+            return _json(504, {"error": "Deadline exceeded before the model ran"})
+
+    def _dispatch(self, method: str, path: str, body) -> dict:
+        if method == "POST" and (match := _PREDICT.fullmatch(path)):
+            name, version, label, verb = match.groups()
+            spec = _model_spec(name, version, label)
+            if verb.lower() != "predict":
+                raise ServingError(grpc.StatusCode.UNIMPLEMENTED, f"{verb} is not supported: the SRGAN model has "
+                                   "only predict signatures")
+            return self._predict(spec, body)
+        if method == "GET" and (match := _STATUS.fullmatch(path)):
+            name, version, label, subresource = match.groups()
+            if not name:
+                raise invalid_argument("Missing model name in request.")
+            spec = _model_spec(name, version, label)
+            if subresource:
+                request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+                request.model_spec.CopyFrom(spec)
+                return _metadata_json(self.prediction.metadata(request))
+            request = get_model_status_pb2.GetModelStatusRequest()
+            request.model_spec.CopyFrom(spec)
+            return json_format.MessageToDict(self.models.status(request), always_print_fields_with_no_presence=True)
+        raise invalid_argument(f"Malformed request: {method} {path}")
+
+    def _predict(self, spec, body) -> dict:
+        if not isinstance(body, dict):
+            raise invalid_argument("JSON Value: is not an object")  # json_tensor.cc: ParseJson
+        signature = body.get("signature_name", "")
+        if not isinstance(signature, str):
+            raise invalid_argument("'signature_name' key must be a string value.")
+        spec.signature_name = signature
+        signature_def = self._signature_def(spec)
+        arrays, row_format = _request_arrays(body, signature_def)
+        request = predict_pb2.PredictRequest()
+        request.model_spec.CopyFrom(spec)
+        for key, array in arrays.items():
+            request.inputs[key].CopyFrom(tensors.to_proto(array))
+        response = self.prediction.predict(request, entrypoint="REST")
+        outputs = {key: (tensors.to_numpy(proto), key.endswith("_bytes") and proto.dtype == types_pb2.DT_STRING)
+                   for key, proto in sorted(response.outputs.items())}
+        return _response_json(outputs, row_format)
+
+    def _signature_def(self, spec):
+        servable = self.prediction.manager.resolve(spec)
+        name = spec.signature_name or "serving_default"
+        if name not in servable.inputs:  # http_rest_api_handler.cc: GetInfoMap
+            raise invalid_argument(f"Serving signature name: \"{name}\" not found in signature def")
+        return servable.signature_defs[name]
+
+
+def _json(status: int, payload: dict) -> Response:
+    return Response(json.dumps(payload), status=status, content_type="application/json")
+
+
+def _json_body(request: Request):
+    try:
+        data = request.get_data(cache=False)
+    except RequestEntityTooLarge:
+        raise invalid_argument(f"request body larger than the {request.max_content_length} bytes this server "
+                               "accepts (--rest_api_max_body_bytes)") from None
+    if not data:
+        raise invalid_argument("JSON Parse error: The document is empty")
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError) as error:
+        raise invalid_argument(f"JSON Parse error: {error}") from None
+
+
+def _model_spec(name: str, version: str | None, label: str | None):
+    from tensorflow_serving.apis import model_pb2
+    from urllib.parse import unquote
+    spec = model_pb2.ModelSpec(name=unquote(name))
+    if version is not None:
+        try:
+            spec.version.value = int(version)
+            if not -2**63 <= int(version) < 2**63:
+                raise ValueError
+        except ValueError:
+            raise invalid_argument(f"Failed to convert version: {version} to numeric.") from None
+    if label is not None:
+        spec.version_label = unquote(label)
+    return spec
+
+
+def _request_arrays(body: dict, signature_def) -> tuple[dict, bool]:
+    """The named input arrays of a row (`instances`) or columnar (`inputs`) request, and which it was."""
+    infos = dict(signature_def.inputs)
+    if "instances" in body and "inputs" in body:
+        raise invalid_argument("Not formatted correctly expecting only one of 'inputs' or 'instances' keys to exist")
+    if "instances" in body:
+        instances = body["instances"]
+        if not isinstance(instances, list):
+            raise invalid_argument("Excepting 'instances' to be an list/array")
+        if not instances:
+            raise invalid_argument("No values in 'instances' array")
+        named = isinstance(instances[0], dict) and not _is_b64(instances[0])
+        if not named and len(infos) > 1:
+            raise invalid_argument("instances is a plain list, but expecting list of objects as multiple input "
+                                   "tensors required as per tensorinfo_map")
+        columns = {key: [] for key in infos}
+        for index, item in enumerate(instances):
+            if named != (isinstance(item, dict) and not _is_b64(item)):
+                raise invalid_argument(f"Expecting {'object' if named else 'value/list'} but got "
+                                       f"{'list' if named else 'object'} at item {index} of input list")
+            values = item if named else {next(iter(infos)): item}
+            if set(values) != set(infos):
+                raise invalid_argument(f"Failed to process element: {index} of 'instances' list. JSON object must "
+                                       f"only have keys: {','.join(sorted(infos))}")
+            for key, value in values.items():
+                columns[key].append(value)
+        return {key: _array(key, values, infos[key].dtype) for key, values in columns.items()}, True
+    if "inputs" in body:
+        inputs = body["inputs"]
+        if isinstance(inputs, dict) and not _is_b64(inputs):
+            missing = sorted(set(infos) - set(inputs))
+            if missing:
+                raise invalid_argument(f"Missing named input: {missing[0]} in 'inputs' object.")
+            return {key: _array(key, inputs[key], infos[key].dtype) for key in infos}, False
+        if len(infos) > 1:
+            raise invalid_argument("inputs is a plain value/list, but expecting an object as multiple input tensors "
+                                   "required as per tensorinfo_map")
+        key = next(iter(infos))
+        return {key: _array(key, inputs, infos[key].dtype)}, False
+    raise invalid_argument("Missing 'inputs' or 'instances' key")
+
+
+def _is_b64(value) -> bool:
+    return isinstance(value, dict) and list(value) == ["b64"]
+
+
+def _array(key: str, value, dtype: int) -> np.ndarray:
+    """A JSON value as the signature input's dtype; strings from `{"b64": …}` or text."""
+    name = tensors.dtype_name(dtype)
+    if name == "string":
+        def bytes_of(v):
+            if _is_b64(v):
+                try:
+                    return base64.b64decode(v["b64"], validate=True)
+                except (ValueError, TypeError):
+                    raise invalid_argument(f"input '{key}': unable to base64 decode") from None
+            if isinstance(v, str):
+                return v.encode()
+            if isinstance(v, list):
+                return [bytes_of(x) for x in v]
+            raise invalid_argument(f"input '{key}': expected a string or {{\"b64\": …}}, got {type(v).__name__}")
+        return np.array(bytes_of(value), dtype=object)
+    if name not in _NUMPY:
+        raise invalid_argument(f"input '{key}': tensors of type {name} are not supported")
+    try:
+        raw = np.array(value)
+    except ValueError:
+        raise invalid_argument(f"input '{key}': lists of unequal length (not a dense tensor)") from None
+    if raw.dtype == object or raw.dtype.kind not in "biuf":
+        raise invalid_argument(f"input '{key}': expected numbers in nested lists of equal length")
+    target = np.dtype(_NUMPY[name])
+    if target.kind in "iu":
+        if raw.dtype.kind == "f" or raw.dtype.kind == "b":
+            raise invalid_argument(f"input '{key}' is {name}: send whole numbers")
+        info = np.iinfo(target)
+        if raw.size and (raw.min() < info.min or raw.max() > info.max):
+            raise invalid_argument(f"input '{key}' is {name}: values must lie in [{info.min}, {info.max}]")
+    return raw.astype(target)
+
+
+def _jsonable(array: np.ndarray, as_bytes: bool):
+    if array.dtype == object:
+        encode = (lambda b: {"b64": base64.b64encode(b).decode()}) if as_bytes else \
+            (lambda b: b.decode(errors="replace") if isinstance(b, bytes) else b)
+        return np.vectorize(encode, otypes=[object])(array).tolist() if array.size else array.tolist()
+    return array.tolist()
+
+
+def _response_json(outputs: dict, row_format: bool) -> dict:
+    """json_tensor.cc: MakeRowFormatJsonFromTensors / MakeColumnarFormatJsonFromTensors."""
+    if row_format:
+        sizes = {key: array.shape[0] if array.ndim else 0 for key, (array, _) in outputs.items()}
+        if len(set(sizes.values())) > 1:
+            raise invalid_argument(f"Tensor name: {max(sizes, key=sizes.get)} has inconsistent batch size")
+        columns = {key: _jsonable(array, as_bytes) for key, (array, as_bytes) in outputs.items()}
+        if len(columns) == 1:
+            return {"predictions": next(iter(columns.values()))}
+        return {"predictions": [dict(zip(columns, row)) for row in zip(*columns.values())]}
+    columns = {key: _jsonable(array, as_bytes) for key, (array, as_bytes) in outputs.items()}
+    return {"outputs": next(iter(columns.values())) if len(columns) == 1 else columns}
+
+
+def _metadata_json(response) -> dict:
+    """http_rest_api_util.cc ToJsonString: model_spec and the unpacked SignatureDefMap, proto field names."""
+    signature_map = get_model_metadata_pb2.SignatureDefMap()
+    response.metadata["signature_def"].Unpack(signature_map)
+    options = dict(preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+    return {"model_spec": json_format.MessageToDict(response.model_spec, **options),
+            "metadata": {"signature_def": json_format.MessageToDict(signature_map, **options)}}
+
+
+def serve_rest(app: RestApi, host: str, port: int, threads: int):
+    """A waitress server for `app`, bound now; returns (server, port). `server.run()` serves until closed."""
+    from waitress.server import create_server
+    # waitress reads a body before the application sees it; it lets twice our limit through, so that our
+    # JSON 400 answers a too-large body, and cuts off anything larger with its own 413.
+    server = create_server(app, host=host, port=port, threads=threads, ident="srgan-toolkit",
+                           max_request_body_size=2 * app.max_body_bytes + (1 << 20))
+    return server, server.effective_port

@@ -1,0 +1,210 @@
+"""TF Serving's REST API and Prometheus metrics on the embedded server, called with a real HTTP client."""
+
+import base64
+import io
+import json
+import socket
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import run_module, write_image
+from tests.servers import ServerProcess, copy_version, raw_predict
+
+BUDGET = 200 << 20
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(exported, tmp_path_factory):
+    base = tmp_path_factory.mktemp("rest") / "srgan"
+    base.mkdir()
+    copy_version(exported[0], base, 1)
+    port = _free_port()
+    process = ServerProcess("--model_base_path", str(base), "--rest_api_port", str(port),
+                            "--file_system_poll_wait_seconds", "0", "--max_pixels_per_request", str(1 << 20),
+                            "--max_inflight_bytes", str(BUDGET), "--rest_api_max_body_bytes", str(16 << 20))
+    process.rest = f"http://127.0.0.1:{port}"
+    yield process
+    assert process.stop() == 0
+
+
+def http(server, method: str, path: str, body=None, raw: bytes | None = None) -> tuple[int, dict | str]:
+    data = raw if raw is not None else (json.dumps(body, separators=(",", ":")).encode() if body is not None
+                                        else None)
+    request = urllib.request.Request(server.rest + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            status, text = response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        status, text = error.code, error.read().decode()
+    try:
+        return status, json.loads(text)
+    except ValueError:
+        return status, text
+
+
+def _images(shape, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (*shape, 3), dtype=np.uint8)
+
+
+def _png(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_predict_row_and_columnar_give_the_grpc_answer(server):
+    images = _images((2, 9, 7))
+    grpc_answer = raw_predict(server.target, {"images": images}).outputs["sr_images"]
+    expected = np.frombuffer(grpc_answer.tensor_content, np.uint8).reshape(2, 36, 28, 3)
+    status, row = http(server, "POST", "/v1/models/srgan:predict", {"instances": images.tolist()})
+    assert status == 200 and np.array_equal(np.array(row["predictions"], np.uint8), expected)
+    status, columnar = http(server, "POST", "/v1/models/srgan/versions/1:predict",
+                            {"signature_name": "serving_default", "inputs": {"images": images.tolist()}})
+    assert status == 200 and np.array_equal(np.array(columnar["outputs"], np.uint8), expected)
+    status, named_rows = http(server, "POST", "/v1/models/srgan:predict",
+                              {"instances": [{"images": image.tolist()} for image in images]})
+    assert status == 200 and np.array_equal(np.array(named_rows["predictions"], np.uint8), expected)
+
+
+def test_encoded_images_go_in_and_come_back_as_b64(server):
+    image = _images((1, 10, 12))[0]
+    status, answer = http(server, "POST", "/v1/models/srgan:predict",
+                          {"signature_name": "predict_encoded",
+                           "instances": [{"b64": base64.b64encode(_png(image)).decode()}]})
+    assert status == 200
+    png = base64.b64decode(answer["predictions"][0]["b64"])  # an output named *_bytes comes back as b64
+    grpc_png = raw_predict(server.target, {"image_bytes": np.array([_png(image)], dtype=object)},
+                           signature="predict_encoded").outputs["sr_png_bytes"].string_val[0]
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(png))), np.asarray(Image.open(io.BytesIO(grpc_png))))
+
+
+def test_status_and_metadata_are_tf_servings_json(server):
+    status, answer = http(server, "GET", "/v1/models/srgan")
+    assert status == 200
+    assert answer == {"model_version_status": [{"version": "1", "state": "AVAILABLE",
+                                                "status": {"error_code": "OK", "error_message": ""}}]}
+    status, answer = http(server, "GET", "/v1/models/srgan/versions/1/metadata")
+    assert status == 200 and answer["model_spec"]["name"] == "srgan" and answer["model_spec"]["version"] == "1"
+    signatures = answer["metadata"]["signature_def"]["signature_def"]
+    assert signatures["serving_default"]["inputs"]["images"]["dtype"] == "DT_UINT8"
+    assert {"serving_default", "predict_float", "predict_encoded"} <= set(signatures)
+
+
+OK = {"instances": _images((1, 8, 8)).tolist()}
+# (method, path, body or raw bytes, HTTP status, text in the error): the gRPC answers table over HTTP, with
+# the HTTP status TF Serving's http_server.cc gives each code, and REST's own JSON errors (json_tensor.cc).
+BAD_REQUESTS = {
+    "unknown model": ("POST", "/v1/models/nope:predict", OK, 404, "Servable not found for request: Latest(nope)"),
+    "unknown version": ("POST", "/v1/models/srgan/versions/99:predict", OK, 404,
+                        "Servable not found for request: Specific(srgan, 99)"),
+    "unknown label": ("POST", "/v1/models/srgan/labels/canary:predict", OK, 400,
+                      "Unrecognized servable version label: canary"),
+    "unknown signature": ("POST", "/v1/models/srgan:predict", {**OK, "signature_name": "classify"}, 400,
+                          'Serving signature name: "classify" not found in signature def'),
+    "classify": ("POST", "/v1/models/srgan:classify", OK, 501, "not supported"),
+    "malformed path": ("POST", "/v1/models/srgan/predict", OK, 400, "Malformed request: POST /v1/models/srgan/predict"),
+    "status without a name": ("GET", "/v1/models", None, 400, "Missing model name in request."),
+    "status of an unknown model": ("GET", "/v1/models/nope", None, 404, "Could not find any versions of model nope"),
+    "bad JSON": ("POST", "/v1/models/srgan:predict", b"{bad", 400, "JSON Parse error"),
+    "empty body": ("POST", "/v1/models/srgan:predict", b"", 400, "JSON Parse error: The document is empty"),
+    "not an object": ("POST", "/v1/models/srgan:predict", [1, 2], 400, "is not an object"),
+    "no instances or inputs": ("POST", "/v1/models/srgan:predict", {"signature_name": ""}, 400,
+                               "Missing 'inputs' or 'instances' key"),
+    "both instances and inputs": ("POST", "/v1/models/srgan:predict", {**OK, "inputs": OK["instances"]}, 400,
+                                  "expecting only one of 'inputs' or 'instances'"),
+    "empty instances": ("POST", "/v1/models/srgan:predict", {"instances": []}, 400, "No values in 'instances'"),
+    "ragged lists": ("POST", "/v1/models/srgan:predict", {"instances": [[[1, 2, 3]], [[1, 2]]]}, 400,
+                     "not a dense tensor"),
+    "floats for uint8": ("POST", "/v1/models/srgan:predict", {"instances": np.zeros((1, 4, 4, 3)).tolist()}, 400,
+                         "send whole numbers"),
+    "values over 255": ("POST", "/v1/models/srgan:predict", {"instances": np.full((1, 4, 4, 3), 300).tolist()},
+                        400, "values must lie in [0, 255]"),
+    "wrong channels": ("POST", "/v1/models/srgan:predict", {"instances": np.zeros((1, 4, 4, 4), int).tolist()},
+                       400, "must have 3 channels"),
+    "wrong rank": ("POST", "/v1/models/srgan:predict", {"instances": np.zeros((4, 4, 3), int).tolist()}, 400,
+                   "must have rank 4"),
+    "NaN in float input": ("POST", "/v1/models/srgan:predict",
+                           b'{"signature_name": "predict_float", "instances": [[[[NaN, 0, 0]]]]}', 400, "NaN or Inf"),
+    "missing named input": ("POST", "/v1/models/srgan:predict", {"inputs": {"lr": [[[[0, 0, 0]]]]}}, 400,
+                            "Missing named input: images"),
+    "bad b64": ("POST", "/v1/models/srgan:predict", {"signature_name": "predict_encoded",
+                                                     "instances": [{"b64": "%%%"}]}, 400, "unable to base64 decode"),
+    "too many pixels": ("POST", "/v1/models/srgan:predict",
+                        {"inputs": {"images": np.zeros((1, 1030, 1030, 3), np.uint8).tolist()}}, 400,
+                        "more than the 1048576"),
+    "over the memory budget": ("POST", "/v1/models/srgan:predict",
+                               {"inputs": np.zeros((1, 700, 700, 3), np.uint8).tolist()}, 429,
+                               "more than the 200 MB of --max_inflight_bytes"),
+    "body over the limit": ("POST", "/v1/models/srgan:predict", b"[" + b"0," * (9 << 20) + b"0]", 400,
+                            "larger than the 16777216 bytes"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_REQUESTS))
+def test_bad_requests_get_tf_servings_http_status_and_json_error(server, case):
+    method, path, body, code, text = BAD_REQUESTS[case]
+    raw = body if isinstance(body, bytes) else None
+    status, answer = http(server, method, path, None if raw is not None else body, raw=raw)
+    assert status == code, answer
+    assert isinstance(answer, dict) and text in answer["error"], answer
+    assert http(server, "GET", "/v1/models/srgan")[0] == 200  # and the server keeps serving
+
+
+def _metric(text: str, name: str, **labels) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_prometheus_metrics_move_with_requests(server):
+    status, before = http(server, "GET", "/monitoring/prometheus/metrics")
+    assert status == 200 and ":tensorflow:cc:saved_model:load_attempt_count" in before
+    for _ in range(3):
+        assert http(server, "POST", "/v1/models/srgan:predict", OK)[0] == 200
+    raw_predict(server.target, {"images": np.zeros((1, 4, 4, 3), np.uint8)})
+    assert http(server, "POST", "/v1/models/srgan:predict", {"instances": [[[[1, 2, 3, 4]]]]})[0] == 400
+    status, after = http(server, "GET", "/monitoring/prometheus/metrics")
+    ok = ":tensorflow:serving:request_count"
+    assert _metric(after, ok, model_name="srgan", status="OK") - _metric(before, ok, model_name="srgan", status="OK") == 4
+    assert (_metric(after, ok, model_name="srgan", status="INVALID_ARGUMENT")
+            - _metric(before, ok, model_name="srgan", status="INVALID_ARGUMENT")) == 1
+    latency = ":tensorflow:serving:request_latency_count"
+    assert (_metric(after, latency, entrypoint="REST") - _metric(before, latency, entrypoint="REST")) == 4
+    assert (_metric(after, latency, entrypoint="GRPC") - _metric(before, latency, entrypoint="GRPC")) == 1
+    assert _metric(after, ":tensorflow:cc:saved_model:load_latency") > 0
+
+
+def test_the_rest_client_and_upscale_command_give_the_grpc_answer(server, tmp_path):
+    from serving.client import SrganClient
+    from serving.rest_client import RestError, SrganRestClient
+    images = _images((2, 11, 6), seed=3)
+    target = server.rest.removeprefix("http://")
+    with SrganRestClient(target) as rest, SrganClient(server.target) as grpc_client:
+        assert rest.wait_until_available()[0]["state"] == "AVAILABLE"
+        assert np.array_equal(rest.upscale(images), grpc_client.upscale(images))
+        floats = images.astype(np.float32) / 127.5 - 1
+        assert np.allclose(rest.predict({"lr": floats}, "predict_float")["sr"],
+                           grpc_client.predict({"lr": floats}, "predict_float")["sr"], atol=1e-6)
+        assert rest.metadata()["serving_default"]["outputs"] == {"sr_images": "uint8"}
+        with pytest.raises(RestError) as refused:
+            SrganRestClient(target, version=99).upscale(images)
+        assert refused.value.status == 404
+    photo = write_image(tmp_path / "in" / "photo.png", _images((1, 40, 30), seed=4)[0])
+    for protocol in ("grpc", "rest"):
+        result = run_module("serving.upscale", str(photo), "-o", str(tmp_path / protocol), "--protocol", protocol,
+                            "--target", target if protocol == "rest" else server.target)
+        assert result.returncode == 0, result.stderr[-2000:]
+    same = [np.asarray(Image.open(tmp_path / protocol / "photo_x4.png")) for protocol in ("grpc", "rest")]
+    assert same[0].shape == (160, 120, 3) and np.array_equal(*same)
