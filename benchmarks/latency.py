@@ -210,12 +210,20 @@ def server_series(config: LatencyConfig, bar) -> list[dict]:
     if config.target is not None or config.rest_target is not None:
         targets = {"grpc": config.target, "rest": config.rest_target}
         return [point for p in protocols if targets[p] for point in measure_server(config, p, targets[p], None, bar)]
+    import tempfile
+
     from serving.demo import start_server
+    # The version measured in process, served alone (--model-dir may name the model's folder or one version).
+    version_dir = resolve_version_dir(config.model_dir).resolve()
+    served = Path(tempfile.mkdtemp(prefix="latency-")) / "models.config"
+    served.write_text(f'model_config_list {{ config {{ name: "srgan" base_path: "{version_dir.parent}" '
+                      f'model_platform: "tensorflow" model_version_policy {{ specific {{ versions: '
+                      f'{int(version_dir.name)} }} }} }} }}\n')
     points = []
     for batching in (False, True):
         rest_port = _free_port()
         flags = ["--backend", config.server_backend, "--file_system_poll_wait_seconds", "0",
-                 "--rest_api_port", str(rest_port)]
+                 "--rest_api_port", str(rest_port), "--model_config_file", str(served)]
         if batching:
             flags += ["--enable_batching", "--max_batch_size", str(config.max_batch_size),
                       "--batch_timeout_micros", str(config.batch_timeout_micros)]
@@ -286,6 +294,8 @@ def main(argv=None) -> int:
     peak = measure.matmul_gflops()
     flops = {size: model_flops(version_dir / "model.onnx", size, size) for size in config.sizes}
     backends = in_process_backends(config, version_dir)
+    import gc
+    gc.freeze()  # what is loaded now stays: full collections then skip it instead of stalling a request
     with _progress(count_points(config, len(backends))) as bar:
         points = measure_in_process(config, backends, bar)
         if any(p in config.backends for p in PROTOCOLS):

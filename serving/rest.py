@@ -121,7 +121,7 @@ class RestApi:
 
 
 def _json(status: int, payload: dict) -> Response:
-    return Response(json.dumps(payload), status=status, content_type="application/json")
+    return Response(json.dumps(payload, separators=(",", ":")), status=status, content_type="application/json")
 
 
 def _json_body(request: Request):

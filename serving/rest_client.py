@@ -15,7 +15,7 @@ import time
 import numpy as np
 import requests
 
-from serving.client import ServingClient
+from serving.client_base import ServingClient
 
 
 class RestError(RuntimeError):
