@@ -8,6 +8,7 @@ import tensorflow as tf
 import tf2onnx
 
 from export import graphs
+from export.onnx_passes import fuse_prelu
 from training.errors import UserError
 
 # Opsets before 13 lack what ONNX Runtime's newer optimisations assume; tf2onnx knows opsets up to its table.
@@ -26,22 +27,25 @@ def choose_opset(requested: int | None) -> int:
     return requested
 
 
-def convert(function, spec: tf.TensorSpec, path: Path, opset: int, metadata: dict) -> None:
+def convert(function, spec: tf.TensorSpec, path: Path, opset: int, metadata: dict, prelu_nodes: bool) -> None:
     """Convert a tf.function with one NHWC input of dynamic N, H, W; check the result; write it."""
     model, _ = tf2onnx.convert.from_function(function, input_signature=[spec], opset=opset)
+    metadata = {**metadata, "prelu_nodes_fused": fuse_prelu(model) if prelu_nodes else 0}
     model.doc_string = "SRGAN ×{} generator".format(metadata.get("scale", "?"))
     onnx.helper.set_model_props(model, {k: str(v) for k, v in metadata.items()})
     onnx.checker.check_model(model, full_check=True)
     onnx.save(model, str(path))
 
 
-def write_onnx_models(generator: keras.Model, directory: Path, opset: int, metadata: dict) -> dict:
-    """model.onnx (the uint8 contract) and model_float.onnx (float32 [-1, 1]); returns their paths."""
+def write_onnx_models(generator: keras.Model, directory: Path, opset: int, metadata: dict,
+                      prelu_nodes: bool = False) -> dict:
+    """model.onnx (the uint8 contract) and model_float.onnx (float32 [-1, 1]); returns their paths.
+    `prelu_nodes`: each PReLU as one ONNX PRelu node (export.onnx_passes) instead of tf2onnx's five nodes."""
     paths = {"uint8": directory / "model.onnx", "float": directory / "model_float.onnx"}
     convert(graphs.uint8_function(graphs.plain(generator)), graphs.UINT8_SPEC, paths["uint8"], opset,
-            {**metadata, "input": "uint8 RGB NHWC 0-255", "output": "uint8 RGB NHWC 0-255"})
+            {**metadata, "input": "uint8 RGB NHWC 0-255", "output": "uint8 RGB NHWC 0-255"}, prelu_nodes)
     convert(graphs.float_function(graphs.plain(generator)), graphs.FLOAT_SPEC, paths["float"], opset,
-            {**metadata, "input": "float32 RGB NHWC [-1, 1]", "output": "float32 RGB NHWC [-1, 1]"})
+            {**metadata, "input": "float32 RGB NHWC [-1, 1]", "output": "float32 RGB NHWC [-1, 1]"}, prelu_nodes)
     return paths
 
 

@@ -30,6 +30,7 @@ class ExportConfig:
     opset: int | None = None  # default: the newest tf2onnx and onnx both know
     fp16: bool = False
     tile: int = 128  # input pixels per tile side in the SavedModel's bounded-memory tiling
+    prelu_nodes: bool = False  # one ONNX PRelu node per PReLU (slower on ONNX Runtime's CPU provider today)
     max_abs: float = 1e-4
     min_identical: float = 0.999
     max_uint8_diff: int = 1
@@ -56,6 +57,10 @@ def parse_args(argv=None) -> ExportConfig:
                    help="the SavedModel runs the generator on windows of tile + 2·receptive radius pixels at "
                         "most, so a request of any size costs bounded memory; 0: on the whole input (memory "
                         "grows with the request)")
+    p.add_argument("--prelu-nodes", action="store_true",
+                   help="write each PReLU as one ONNX PRelu node instead of tf2onnx's five (Relu, Neg, Relu, Mul, "
+                        "Add); the same answers, a leaner graph, but 8 %% slower on ONNX Runtime's CPU provider in "
+                        "our profile (benchmarks/onnx_profile.py)")
     p.add_argument("--max-abs", type=float, default=d.max_abs, help="float32 max abs error allowed")
     p.add_argument("--min-identical", type=float, default=d.min_identical,
                    help="share of identical uint8 values required")
@@ -101,7 +106,7 @@ def export(config: ExportConfig) -> tuple[Path, dict]:
     print(f"exporting {trained.checkpoint} (step {trained.step}) as {model_path}/{version}", flush=True)
     with staged_version(model_path, version, config.overwrite) as staging:
         saved_model.write_saved_model(trained.model, tiling, staging, config.model_name)
-        onnx_paths = onnx_model.write_onnx_models(trained.model, staging, opset, metadata)
+        onnx_paths = onnx_model.write_onnx_models(trained.model, staging, opset, metadata, config.prelu_nodes)
         if config.fp16:
             onnx_paths["fp16"] = onnx_model.write_float16_model(onnx_paths["uint8"], staging / "model_fp16.onnx")
         print("measuring parity …", flush=True)

@@ -213,3 +213,57 @@ def test_fp16_variant_has_its_own_tolerance(run_dir, tmp_path):
     fp16 = json.loads((version_dir / "parity.json").read_text())["float16"]
     assert fp16["passed"] and fp16["tolerance"]["max_uint8_diff"] == 8
     assert fp16["pairs"][0]["identical"] >= 0.9
+
+
+def test_the_prelu_pass_makes_each_prelu_one_onnx_node_with_the_same_answers(exported, trained_run):
+    import keras
+    import onnxruntime as ort
+    from export.checkpoint import find_checkpoint
+    from export.onnx_passes import fuse_prelu
+    from training.checkpointing import load_generator
+    generator = load_generator(find_checkpoint(trained_run, None)).model
+    prelus = sum(isinstance(layer, keras.layers.PReLU) for layer in generator._flatten_layers())
+    images = np.random.default_rng(6).integers(0, 256, (2, 12, 10, 3), dtype=np.uint8)
+    for name, key, x in (("model.onnx", "images", images), ("model_float.onnx", "lr", images / 127.5 - 1)):
+        model = onnx.load(str(exported[0] / name))
+        assert {p.key: p.value for p in model.metadata_props}["prelu_nodes_fused"] == "0"  # off by default
+        run = lambda m: ort.InferenceSession(m.SerializeToString(),  # noqa: E731
+                                             providers=["CPUExecutionProvider"]).run(None, {key: x.astype(
+                                                 np.uint8 if key == "images" else np.float32)})[0]
+        before = run(model)
+        assert fuse_prelu(model) == prelus
+        ops = [node.op_type for node in model.graph.node]
+        assert ops.count("PRelu") == prelus and "Neg" not in ops, ops
+        onnx.checker.check_model(model, full_check=True)
+        assert np.abs(run(model).astype(np.float64) - before).max() <= 1e-5
+
+
+def test_the_prelu_pass_leaves_a_pattern_whose_parts_are_used_elsewhere():
+    from onnx import TensorProto, helper, numpy_helper
+    from export.onnx_passes import fuse_prelu
+
+    def graph(extra_output: bool):
+        nodes = [helper.make_node("Relu", ["x"], ["pos"]), helper.make_node("Neg", ["x"], ["negx"]),
+                 helper.make_node("Relu", ["negx"], ["rneg"]), helper.make_node("Mul", ["rneg", "c"], ["neg"]),
+                 helper.make_node("Add", ["pos", "neg"], ["y"])]
+        outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 3, 3])]
+        if extra_output:  # the negative branch is also an output: fusing would lose it
+            outputs.append(helper.make_tensor_value_info("rneg", TensorProto.FLOAT, [1, 2, 3, 3]))
+        c = numpy_helper.from_array(np.array([[[[-0.25]], [[-0.5]]]], np.float32), "c")
+        return helper.make_model(helper.make_graph(
+            nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 3, 3])], outputs, [c]),
+            opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+    import onnxruntime as ort
+    run = lambda model: ort.InferenceSession(model.SerializeToString(),  # noqa: E731
+                                             providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    x = np.random.default_rng(0).normal(size=(1, 2, 3, 3)).astype(np.float32)
+    fused = graph(False)
+    reference = run(fused)
+    assert fuse_prelu(fused) == 1 and [n.op_type for n in fused.graph.node] == ["PRelu"]
+    onnx.checker.check_model(fused, full_check=True)
+    assert np.array_equal(run(fused), reference)
+    expected = np.where(x >= 0, x, x * np.array([0.25, 0.5], np.float32)[None, :, None, None])
+    assert np.allclose(reference, expected)
+    shared = graph(True)
+    assert fuse_prelu(shared) == 0 and len(shared.graph.node) == 5
