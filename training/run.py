@@ -132,12 +132,22 @@ def train(config: TrainConfig) -> dict:
         "wall_seconds_this_run": round(time.perf_counter() - started, 1),
         "held_out": trainer.last_quality, "checkpoint": trainer.last_checkpoint,
         "compile": {phase: dataclasses.asdict(choice) for phase, choice in steps.choices.items()},
+        "generator_fingerprint": _fingerprint(nets.generator),
         "replicas": replicas, "data": {"kind": kind, **manifest.report.to_dict(),
                                        "train": len(manifest.train), "test": len(manifest.test)},
     }
     if chief:
         (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _fingerprint(model) -> str:
+    """A short hash of the weights: every worker of a multi-worker run prints the same one when in step."""
+    import hashlib
+    digest = hashlib.sha256()
+    for weights in model.get_weights():
+        digest.update(weights.tobytes())
+    return digest.hexdigest()[:16]
 
 
 def _print_summary(summary: dict, out_dir: Path) -> None:
@@ -149,6 +159,7 @@ def _print_summary(summary: dict, out_dir: Path) -> None:
           f"(bicubic {q['psnr_bicubic']:.2f} dB, {q['ssim_bicubic']:.4f})")
     print(f"checkpoint {summary['checkpoint']}; samples in {out_dir / 'samples'}; "
           f"metrics in {out_dir / 'metrics.jsonl'}")
+    print(f"generator weights fingerprint {summary['generator_fingerprint']}")
 
 
 def main(argv: list[str] | None = None) -> int:

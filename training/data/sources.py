@@ -16,6 +16,7 @@ never trusted half-done.
 
 import concurrent.futures
 import dataclasses
+import fcntl
 import hashlib
 import importlib.util
 import json
@@ -114,12 +115,17 @@ def prepare(kind: str, data_dir: Path | None, cache_dir: Path, crop_size: int,
     target = cache_dir / f"{kind}-{crop_size}-{_fingerprint(files, crop_size)}"
     if (target / _MANIFEST).exists():
         return Manifest.load(target)
-    partial = target.with_name(target.name + ".partial")
-    partial.mkdir(parents=True, exist_ok=True)
-    manifest = builder(files, partial, crop_size)
-    manifest.save(partial)
-    shutil.rmtree(target, ignore_errors=True)
-    partial.rename(target)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    # One preparer at a time (several workers of a run may share the cache): the others wait, then load.
+    with open(cache_dir / f"{target.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (target / _MANIFEST).exists():
+            partial = target.with_name(target.name + ".partial")
+            partial.mkdir(parents=True, exist_ok=True)
+            manifest = builder(files, partial, crop_size)
+            manifest.save(partial)
+            shutil.rmtree(target, ignore_errors=True)
+            partial.rename(target)
     return Manifest.load(target)
 
 
