@@ -138,7 +138,8 @@ def test_vgg_content_loss_from_a_weights_file(tmp_path, cache_dir):
 
 
 def test_xla_and_mixed_precision_steps_run(tmp_path, cache_dir):
-    for flags in (["--xla"], ["--mixed-precision"]):
+    assert config_from_args(["--mixed-precision"]).precision == "mixed_float16"  # the older spelling
+    for flags in (["--xla"], ["--mixed-precision"], ["--precision", "mixed_bfloat16"]):
         summary = train(config_from_args(tiny_run_args(tmp_path / flags[0], cache_dir, *flags, "--epochs", "1",
                                                        "--steps-per-epoch", "1", "--pretrain-steps", "1")))
         assert summary["steps"] == 2

@@ -27,7 +27,8 @@ def _content_loss(config: TrainConfig):
 def _optimizer(config: TrainConfig, learning_rate):
     import keras
     adam = keras.optimizers.Adam(learning_rate=learning_rate, beta_1=0.9, beta_2=0.999, epsilon=1e-8)
-    return keras.optimizers.LossScaleOptimizer(adam) if config.mixed_precision else adam
+    # float16's narrow range needs loss scaling; bfloat16 has float32's range and does not.
+    return keras.optimizers.LossScaleOptimizer(adam) if config.precision == "mixed_float16" else adam
 
 
 def _save_config(config: TrainConfig, out_dir: Path) -> None:
@@ -56,7 +57,7 @@ def train(config: TrainConfig) -> dict:
     started = time.perf_counter()
     if config.seed is not None:
         keras.utils.set_random_seed(config.seed)
-    keras.mixed_precision.set_global_policy("mixed_float16" if config.mixed_precision else "float32")
+    keras.mixed_precision.set_global_policy(config.precision)
     strategy = make_strategy(config.strategy)
     replicas = strategy.num_replicas_in_sync
     if config.batch_size % replicas:
