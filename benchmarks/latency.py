@@ -120,9 +120,10 @@ def _images(batch: int, size: int) -> np.ndarray:
     return np.random.default_rng(batch * 1000 + size).integers(0, 256, (batch, size, size, 3), dtype=np.uint8)
 
 
-def in_process_backends(config: LatencyConfig, version_dir: Path) -> dict:
-    """name → uint8 NHWC in, uint8 out: the SavedModel, and ONNX Runtime on each provider this machine has."""
-    runs = {}
+def in_process_backends(config: LatencyConfig, version_dir: Path) -> tuple[dict, dict]:
+    """name → uint8 NHWC in, uint8 out: the SavedModel, and ONNX Runtime on each provider this machine has;
+    and the ONNX Runtime CPU settings chosen by timing them here (as the server chooses them at load)."""
+    runs, tuning = {}, {}
     if "savedmodel" in config.backends:
         from serving.servable import SavedModelRunner  # TensorFlow: only for this backend
         runner = SavedModelRunner(version_dir)
@@ -131,10 +132,15 @@ def in_process_backends(config: LatencyConfig, version_dir: Path) -> dict:
         name = provider if isinstance(provider, str) else provider[0]
         label = "onnx-" + name.removesuffix("ExecutionProvider").lower()
         if "onnx" in config.backends or label in config.backends:
+            settings = None
+            if name == "CPUExecutionProvider":
+                from serving.cpu_tuning import choose, sample_feed
+                settings, timings = choose(version_dir / "model.onnx", sample_feed(version_dir / "model.onnx"))
+                tuning = {"chosen": dataclasses.asdict(settings), "timed": timings}
             session = create_session(version_dir / "model.onnx", [provider] if name == "CPUExecutionProvider"
-                                     else [provider, "CPUExecutionProvider"])
+                                     else [provider, "CPUExecutionProvider"], cpu_settings=settings)
             runs[label] = lambda images, s=session: s.run(None, {"images": images})[0]
-    return runs
+    return runs, tuning
 
 
 def _point(backend, size, batch, clients=1, batching=None, stats=None) -> dict:
@@ -293,7 +299,7 @@ def main(argv=None) -> int:
     print(f"measuring the matrix-multiply rate and loading {version_dir} …", flush=True)
     peak = measure.matmul_gflops()
     flops = {size: model_flops(version_dir / "model.onnx", size, size) for size in config.sizes}
-    backends = in_process_backends(config, version_dir)
+    backends, cpu_tuning = in_process_backends(config, version_dir)
     import gc
     gc.freeze()  # what is loaded now stays: full collections then skip it instead of stalling a request
     with _progress(count_points(config, len(backends))) as bar:
@@ -303,7 +309,8 @@ def main(argv=None) -> int:
     for p in points:
         p["gflops_per_second"] = p["images_per_second"] * flops[p["size"]] / 1e9
         p["fraction_of_matmul"] = p["gflops_per_second"] / peak
-    results = {"environment": environment(), "model": str(version_dir.resolve()),
+    results = {"environment": {**environment(), "onnx_cpu_settings": cpu_tuning},
+               "model": str(version_dir.resolve()),
                "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(config).items()},
                "matmul_gflops_per_second": peak, "flops_per_image": {str(k): v for k, v in flops.items()},
                "points": points, "seconds": time.perf_counter() - started}

@@ -61,13 +61,21 @@ def _json_bytes(size: int) -> int:
     return len(json.dumps({"signature_name": "serving_default", "inputs": {"images": image.tolist()}}))
 
 
+def _cpu_settings(env: dict) -> str:
+    chosen = (env.get("onnx_cpu_settings") or {}).get("chosen")
+    if not chosen:
+        return ""
+    return (f" ONNX Runtime CPU settings, timed here: {chosen['intra_op_threads']} threads, spinning "
+            f"{'on' if chosen['spinning'] else 'off'}, optimisation {chosen['optimization']}.")
+
+
 def markdown(results: dict) -> str:
     env = results["environment"]
     lines = [f"Machine: {env['cpu']}, {env['cores']} cores, GPU: {env['gpu'] or 'none'}; TensorFlow "
              f"{env['tensorflow'] or 'not installed'}, ONNX Runtime {env['onnxruntime']}, gRPC {env['grpcio']}. Matrix multiply "
              f"(numpy float32): {results['matmul_gflops_per_second']:.1f} GFLOP/s. Generator: "
              + ", ".join(f"{int(v) / 1e9:.1f} GFLOP per {k}×{k} image" for k, v in results["flops_per_image"].items())
-             + ".", "",
+             + "." + _cpu_settings(env), "",
              "| backend | input | batch | clients | server batching | p50 ms | p90 ms | p95 ms | p99 ms | mean ms "
              "| img/s | GFLOP/s | of matmul |",
              "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]

@@ -102,7 +102,9 @@ class ServedModel:
         with self._lock:
             self.available[version] = servable
         self.statuses[version] = VersionStatus(State.AVAILABLE)
-        print(f"loaded {self.name} version {version} ({self.backend})", flush=True)
+        tuned = getattr(servable.runner, "cpu_settings", None)
+        print(f"loaded {self.name} version {version} ({self.backend}"
+              + (f"; ONNX Runtime CPU settings timed here: {tuned}" if tuned else "") + ")", flush=True)
 
     def _unload(self, version: int) -> None:
         self.statuses[version] = VersionStatus(State.UNLOADING)

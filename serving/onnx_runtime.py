@@ -63,12 +63,16 @@ def default_providers(parity: bool = False, cuda_graph: bool = False) -> list:
 
 
 def create_session(path, providers: list | None = None, intra_op_threads: int = 0,
-                   parity: bool = False) -> ort.InferenceSession:
-    """A session on `providers` (default: the best available; `parity` keeps TF32 and fp16 off)."""
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = intra_op_threads  # 0: one per physical core
-    options.log_severity_level = 3  # errors only: the provider that runs is reported by get_providers()
+                   parity: bool = False, cpu_settings=None) -> ort.InferenceSession:
+    """A session on `providers` (default: the best available; `parity` keeps TF32 and fp16 off);
+    `cpu_settings` (serving.cpu_tuning.CpuSettings, measured) replaces the CPU defaults."""
+    if cpu_settings is not None:
+        options = cpu_settings.options()
+    else:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = intra_op_threads  # 0: one per physical core
+        options.log_severity_level = 3  # errors only: the provider that runs is reported by get_providers()
     return ort.InferenceSession(str(path), sess_options=options,
                                 providers=providers or default_providers(parity))
 

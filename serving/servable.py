@@ -77,13 +77,21 @@ class OnnxRunner:
 
     backend = "onnx"
 
-    def __init__(self, version_dir: Path, providers: list[str] | None = None, intra_op_threads: int = 0):
+    def __init__(self, version_dir: Path, providers: list[str] | None = None, intra_op_threads: int = 0,
+                 tune_cpu: bool = True):
         from serving.tiling import window_plan
         version_dir = Path(version_dir)
         self._uint8 = create_session(version_dir / "model.onnx", providers, intra_op_threads)
-        float_path = version_dir / "model_float.onnx"
-        self._float = create_session(float_path, providers, intra_op_threads) if float_path.exists() else None
         self.provider = self._uint8.get_providers()[0]
+        self.cpu_settings, self.cpu_timings = None, []
+        if tune_cpu and self.provider == "CPUExecutionProvider":  # threads, spinning, layout: timed here
+            from serving.cpu_tuning import choose, sample_feed
+            self.cpu_settings, self.cpu_timings = choose(version_dir / "model.onnx", sample_feed(self._uint8))
+            self._uint8 = create_session(version_dir / "model.onnx", ["CPUExecutionProvider"],
+                                         cpu_settings=self.cpu_settings)
+        float_path = version_dir / "model_float.onnx"
+        self._float = (create_session(float_path, providers, intra_op_threads, cpu_settings=self.cpu_settings)
+                       if float_path.exists() else None)
         self._plan = window_plan(version_dir)  # tiled like the SavedModel, so memory stays bounded here too
 
     def _bounded(self, session, key: str, images: np.ndarray) -> np.ndarray:

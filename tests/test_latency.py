@@ -29,6 +29,10 @@ def test_latency_benchmark_with_a_tiny_sweep(exported, tmp_path):
         assert p["requests"] >= 3 and p["images_per_second"] > 0 and p["gflops_per_second"] > 0
     assert {"cpu", "cores", "gpu", "tensorflow", "onnxruntime"} <= set(data["environment"])
     assert data["matmul_gflops_per_second"] > 0 and set(data["flops_per_image"]) == {"8", "16"}
+    tuning = data["environment"]["onnx_cpu_settings"]  # chosen by timing, recorded
+    assert min(t["median_ms"] for t in tuning["timed"]) == next(
+        t["median_ms"] for t in tuning["timed"] if {k: t[k] for k in tuning["chosen"]} == tuning["chosen"])
+    assert {t["spinning"] for t in tuning["timed"]} == {True, False} and len(tuning["timed"]) >= 4
     assert set(data["findings"]) == {"onnx_fraction_of_matmul_at_batch_4_plus",
                                      "grpc_p50_over_in_process_p50_batch_1", "rest_p50_over_grpc_p50_batch_1",
                                      "batched_grpc_throughput_over_best_in_process_batch_8"}
