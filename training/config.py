@@ -64,7 +64,7 @@ PRESETS = {
     # BasicSR's SRResNet recipe (L1, Adam 2e-4 cosine-decayed, residual branches initialised ×0.1, 96×96
     # crops as in the SRGAN paper), then a short GAN fine-tune with the article's losses.
     "photos": TrainConfig(preset="photos", dataset="photos", crop_size=96, eval_size=256, antialias=True,
-                          epochs=3, steps_per_epoch=40, batch_size=16, pretrain_steps=4000, pixel_loss="l1",
+                          epochs=3, steps_per_epoch=40, batch_size=16, pretrain_steps=6000, pixel_loss="l1",
                           content_loss="auto", learning_rate=2e-4, lr_schedule="cosine",
                           gan_learning_rate=1e-5, residual_init_scale=0.1, seed=1, checkpoint_every=1,
                           log_every=25, eval_every=250, out_dir=Path("runs/photos")),
