@@ -10,13 +10,14 @@ budget, batching, metrics). A WSGI application (werkzeug) served by waitress; no
 import base64
 import json
 import re
+from urllib.parse import unquote
 
 import grpc
 import numpy as np
 from google.protobuf import json_format
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from tensorflow.core.framework import types_pb2
-from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2, predict_pb2
+from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2, model_pb2, predict_pb2
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Request, Response
 
@@ -139,16 +140,11 @@ def _json_body(request: Request):
 
 
 def _model_spec(name: str, version: str | None, label: str | None):
-    from tensorflow_serving.apis import model_pb2
-    from urllib.parse import unquote
     spec = model_pb2.ModelSpec(name=unquote(name))
     if version is not None:
-        try:
-            spec.version.value = int(version)
-            if not -2**63 <= int(version) < 2**63:
-                raise ValueError
-        except ValueError:
-            raise invalid_argument(f"Failed to convert version: {version} to numeric.") from None
+        if int(version) >= 2**63:  # the path's regex admits digits only; TF Serving parses them as int64
+            raise invalid_argument(f"Failed to convert version: {version} to numeric.")
+        spec.version.value = int(version)
     if label is not None:
         spec.version_label = unquote(label)
     return spec

@@ -108,6 +108,8 @@ BAD_REQUESTS = {
     "unknown model": ("POST", "/v1/models/nope:predict", OK, 404, "Servable not found for request: Latest(nope)"),
     "unknown version": ("POST", "/v1/models/srgan/versions/99:predict", OK, 404,
                         "Servable not found for request: Specific(srgan, 99)"),
+    "version beyond int64": ("POST", "/v1/models/srgan/versions/99999999999999999999:predict", OK, 400,
+                             "Failed to convert version: 99999999999999999999 to numeric."),
     "unknown label": ("POST", "/v1/models/srgan/labels/canary:predict", OK, 400,
                       "Unrecognized servable version label: canary"),
     "unknown signature": ("POST", "/v1/models/srgan:predict", {**OK, "signature_name": "classify"}, 400,
