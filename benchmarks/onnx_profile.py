@@ -126,10 +126,8 @@ def plot(reports: list, path: Path) -> None:
                   fontsize=8)
     ax.set_ylabel("ms per run")
     ax.set_title("ONNX Runtime time per operator type")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    import report  # beside this script
+    report.save_plot(fig, ax, path)
 
 
 def main(argv=None) -> int:

@@ -74,8 +74,8 @@ def measure(version_dir: Path, backend: str, size: int) -> dict:
 
 
 def _tiling(version_dir: Path) -> str:
-    record = json.loads((version_dir / "export.json").read_text()) if (version_dir / "export.json").exists() else {}
-    tiling = record.get("saved_model_tiling")
+    from serving.tiling import export_record
+    tiling = export_record(version_dir).get("saved_model_tiling")
     return f"tiles of {tiling['tile']} (windows {tiling['window']}²)" if tiling else "whole input"
 
 
@@ -119,10 +119,8 @@ def _plot(rows: list, path: Path) -> None:
     ax.set_xlabel("input side (pixels), one image")
     ax.set_ylabel("peak RSS above loaded (MB)")
     ax.set_title("Server memory of one request")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    import report  # beside this script
+    report.save_plot(fig, ax, path)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@ fit now waits in a bounded queue until earlier ones finish, for as long as its c
 
 import contextlib
 import dataclasses
-import json
 import threading
 from pathlib import Path
 
@@ -46,9 +45,8 @@ class RequestCost:
 
     @classmethod
     def for_version(cls, version_dir: Path, backend: str) -> "RequestCost":
-        from serving.tiling import window_plan
-        record_path = Path(version_dir) / "export.json"
-        record = json.loads(record_path.read_text()) if record_path.exists() else {}
+        from serving.tiling import export_record, window_plan
+        record = export_record(version_dir)
         spec = record.get("model_spec", {})
         channels, scale = spec.get("channels", 64), spec.get("scale", 4)
         activations = 16 * channels * (scale ** 2 + 1) * (1.3 if backend == "onnx" else 1.0)

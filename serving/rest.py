@@ -42,8 +42,6 @@ HTTP_STATUS = {
     grpc.StatusCode.INTERNAL: 500, grpc.StatusCode.UNAVAILABLE: 503, grpc.StatusCode.DATA_LOSS: 500,
     grpc.StatusCode.UNAUTHENTICATED: 401,
 }
-_NUMPY = {"uint8": np.uint8, "float": np.float32, "double": np.float64, "int32": np.int32, "int64": np.int64,
-          "int8": np.int8, "int16": np.int16, "uint16": np.uint16, "half": np.float16, "bool": np.bool_}
 
 
 class RestApi:
@@ -212,7 +210,8 @@ def _array(key: str, value, dtype: int) -> np.ndarray:
                 return [bytes_of(x) for x in v]
             raise invalid_argument(f"input '{key}': expected a string or {{\"b64\": …}}, got {type(v).__name__}")
         return np.array(bytes_of(value), dtype=object)
-    if name not in _NUMPY:
+    target = tensors.numpy_dtype(dtype)
+    if target is None:
         raise invalid_argument(f"input '{key}': tensors of type {name} are not supported")
     try:
         raw = np.array(value)
@@ -220,7 +219,6 @@ def _array(key: str, value, dtype: int) -> np.ndarray:
         raise invalid_argument(f"input '{key}': lists of unequal length (not a dense tensor)") from None
     if raw.dtype == object or raw.dtype.kind not in "biuf":
         raise invalid_argument(f"input '{key}': expected numbers in nested lists of equal length")
-    target = np.dtype(_NUMPY[name])
     if target.kind in "iu":
         if raw.dtype.kind == "f" or raw.dtype.kind == "b":
             raise invalid_argument(f"input '{key}' is {name}: send whole numbers")

@@ -25,6 +25,11 @@ def dtype_name(dtype: int) -> str:
     return name.removeprefix("DT_").lower()
 
 
+def numpy_dtype(dtype: int) -> np.dtype | None:
+    """The numpy dtype of a DataType enum, None for those we do not carry (strings among them)."""
+    return np.dtype(_TO_NUMPY[dtype]) if dtype in _TO_NUMPY else None
+
+
 def shape_of(proto: tensor_pb2.TensorProto) -> list[int]:
     return [d.size for d in proto.tensor_shape.dim]
 

@@ -28,7 +28,8 @@ def receptive_radius(residual_blocks: int = 16, scale: int = 4) -> int:
 DEFAULT_TILE = 128  # input pixels per tile side: windows of 128 + 2·40 = 208² for the article's generator
 
 
-def _export_record(version_dir: Path | None) -> dict:
+def export_record(version_dir: Path | None) -> dict:
+    """A version's export.json (what export.to_onnx recorded), or {} where there is none."""
     if version_dir is not None and (Path(version_dir) / "export.json").exists():
         return json.loads((Path(version_dir) / "export.json").read_text())
     return {}
@@ -36,7 +37,7 @@ def _export_record(version_dir: Path | None) -> dict:
 
 def model_facts(version_dir: Path | None) -> tuple[int, int]:
     """(scale, receptive radius) of an exported version, from its export.json; the article's when unknown."""
-    spec = _export_record(version_dir).get("model_spec", {})
+    spec = export_record(version_dir).get("model_spec", {})
     scale = spec.get("scale", 4)
     return scale, receptive_radius(spec.get("residual_blocks", 16), scale)
 
@@ -45,7 +46,7 @@ def window_plan(version_dir: Path | None) -> tuple[int, int, int]:
     """(scale, tile, overlap) a backend tiles this version with: the SavedModel's own (export.json), else the
     default tile at the generator's receptive radius."""
     scale, radius = model_facts(version_dir)
-    tile = (_export_record(version_dir).get("saved_model_tiling") or {}).get("tile", DEFAULT_TILE)
+    tile = (export_record(version_dir).get("saved_model_tiling") or {}).get("tile", DEFAULT_TILE)
     return scale, tile, radius
 
 
