@@ -79,7 +79,8 @@ def parse_args(argv=None) -> LatencyConfig:
     p.add_argument("--max-requests", type=int, default=d.max_requests)
     p.add_argument("--warmup", type=int, default=d.warmup, help="untimed requests first, per caller")
     p.add_argument("--backends", type=lambda s: tuple(s.split(",")), default=d.backends,
-                   help="any of savedmodel, onnx (every provider), onnx-cpu, onnx-cuda, onnx-tensorrt, grpc, rest")
+                   help="any of savedmodel, onnx (every provider, and model_int8.onnx where exported), "
+                        "onnx-cpu, onnx-cuda, onnx-tensorrt, onnx-int8, grpc, rest")
     p.add_argument("--target", help="host:port of a running TF Serving's gRPC API (or serving.server) to measure")
     p.add_argument("--rest-target", help="host:port of a running TF Serving's REST API to measure")
     p.add_argument("--server-backend", choices=["savedmodel", "onnx"], default=d.server_backend,
@@ -122,8 +123,9 @@ def _images(batch: int, size: int) -> np.ndarray:
 
 def in_process_backends(config: LatencyConfig, version_dir: Path) -> tuple[dict, dict]:
     """name → uint8 NHWC in, uint8 out: the SavedModel, and ONNX Runtime on each provider this machine has;
-    and the ONNX Runtime CPU settings chosen by timing them here (as the server chooses them at load)."""
-    runs, tuning = {}, {}
+    the INT8 copy where the export kept one (CPU); and the ONNX Runtime CPU settings chosen by timing them here
+    (as the server chooses them at load)."""
+    runs, tuning, cpu_settings = {}, {}, None
     if "savedmodel" in config.backends:
         from serving.servable import SavedModelRunner  # TensorFlow: only for this backend
         runner = SavedModelRunner(version_dir)
@@ -137,9 +139,16 @@ def in_process_backends(config: LatencyConfig, version_dir: Path) -> tuple[dict,
                 from serving.cpu_tuning import choose, sample_feed
                 settings, timings = choose(version_dir / "model.onnx", sample_feed(version_dir / "model.onnx"))
                 tuning = {"chosen": dataclasses.asdict(settings), "timed": timings}
+                cpu_settings = settings  # the INT8 copy runs with the same settings
             session = create_session(version_dir / "model.onnx", [provider] if name == "CPUExecutionProvider"
                                      else [provider, "CPUExecutionProvider"], cpu_settings=settings)
             runs[label] = lambda images, s=session: s.run(None, {"images": images})[0]
+    int8_model = version_dir / "model_int8.onnx"  # written by export.to_onnx --int8 when its quality holds
+    if ("onnx" in config.backends and int8_model.exists()) or "onnx-int8" in config.backends:
+        if not int8_model.exists():
+            raise SystemExit(f"error: {int8_model} does not exist; export with python -m export.to_onnx --int8.")
+        session = create_session(int8_model, ["CPUExecutionProvider"], cpu_settings=cpu_settings)
+        runs["onnx-int8"] = lambda images, s=session: s.run(None, {"images": images})[0]
     return runs, tuning
 
 

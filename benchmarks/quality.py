@@ -29,7 +29,7 @@ from training.errors import UserError, exit_on_user_error  # noqa: E402
 class QualityConfig:
     model_dir: Path = Path("models/srgan")
     versions: tuple[int, ...] = ()  # default: the newest
-    backends: tuple[str, ...] = ("onnx",)  # onnx | onnx-fp16 | savedmodel
+    backends: tuple[str, ...] = ("onnx",)  # onnx | onnx-fp16 | onnx-int8 | savedmodel
     images: Path | None = None  # default: the photos data set's held-out photographs
     antialias: bool = True
     metrics: Path | None = None  # a run's metrics.jsonl; default: found from the version's source
@@ -44,7 +44,7 @@ def parse_args(argv=None) -> QualityConfig:
     p.add_argument("--versions", type=lambda s: tuple(int(v) for v in s.split(",") if v), default=d.versions,
                    help="comma-separated versions (default: the newest)")
     p.add_argument("--backends", type=lambda s: tuple(s.split(",")), default=d.backends,
-                   help="any of onnx, onnx-fp16, savedmodel")
+                   help="any of onnx, onnx-fp16, onnx-int8, savedmodel")
     p.add_argument("--images", type=Path, help="a folder of photographs (default: the held-out photographs)")
     p.add_argument("--antialias", action=argparse.BooleanOptionalAction, default=d.antialias,
                    help="antialiased bicubic degradation (the literature's); --no-antialias: the article's")
@@ -58,12 +58,15 @@ def _upscaler(version_dir: Path, backend: str, tile: int = 192):
     """uint8 H×W×3 → uint8 (4H)×(4W)×3 through one exported form of a version. Large photographs go through
     in tiles with the receptive-field overlap (the same numbers as whole-image inference, bounded memory)."""
     from serving.tiling import model_facts, tiled_upscale
-    if backend in ("onnx", "onnx-fp16"):
+    onnx_files = {"onnx": ("model.onnx", ""), "onnx-fp16": ("model_fp16.onnx", " (export with --fp16)"),
+                  "onnx-int8": ("model_int8.onnx", " (export with --int8; not written when its quality cost was "
+                                                   "above the budget: see export.json)")}
+    if backend in onnx_files:
         from serving.onnx_runtime import create_session
-        path = version_dir / ("model.onnx" if backend == "onnx" else "model_fp16.onnx")
+        name, hint = onnx_files[backend]
+        path = version_dir / name
         if not path.is_file():
-            raise UserError(f"{path} does not exist" + (" (export with --fp16)" if backend == "onnx-fp16" else "")
-                            + ".")
+            raise UserError(f"{path} does not exist{hint}.")
         session = create_session(path)
         run = lambda images: session.run(None, {session.get_inputs()[0].name: images})[0]  # noqa: E731
     elif backend == "savedmodel":
@@ -71,7 +74,7 @@ def _upscaler(version_dir: Path, backend: str, tile: int = 192):
         runner = SavedModelRunner(version_dir)
         run = lambda images: runner.run("serving_default", {"images": images})["sr_images"]  # noqa: E731
     else:
-        raise UserError(f"unknown backend {backend!r}; use onnx, onnx-fp16 or savedmodel.")
+        raise UserError(f"unknown backend {backend!r}; use onnx, onnx-fp16, onnx-int8 or savedmodel.")
     scale, radius = model_facts(version_dir)
     return lambda lr: tiled_upscale(lr, run, scale, tile, radius)
 

@@ -26,6 +26,13 @@ def findings(results: dict, server_backend: str) -> dict:
         best = max(onnx, key=lambda p: p["fraction_of_matmul"])
         out["onnx_fraction_of_matmul_at_batch_4_plus"] = {
             "value": best["fraction_of_matmul"], "point": f"{best['backend']} batch {best['batch']}, {best['size']}²"}
+    for batch in (1, 8):
+        float32, int8 = (_find(points, backend=b, batch=batch, size=size) for b in ("onnx-cpu", "onnx-int8"))
+        if float32 and int8:
+            out[f"int8_speedup_batch_{batch}"] = {
+                "value": int8[0]["images_per_second"] / float32[0]["images_per_second"],
+                "point": f"onnx-int8 {int8[0]['images_per_second']:.2f} img/s over onnx-cpu "
+                         f"{float32[0]['images_per_second']:.2f} img/s, {size}²"}
     in_process_name = "savedmodel" if server_backend == "savedmodel" else "onnx-cpu"
     local = _find(points, backend=in_process_name, batch=1, size=size)
     single = {protocol: [p for p in points if _remote(p, protocol) and p["batch"] == 1 and p["clients"] == 1
@@ -42,7 +49,9 @@ def findings(results: dict, server_backend: str) -> dict:
             "point": f"{rest['p50_ms']:.1f} ms over {remote[0]['p50_ms']:.1f} ms; the {size}×{size} request is "
                      f"{_json_bytes(size)} bytes of JSON against {3 * size * size} bytes of tensor_content"}
     batched = [p for p in points if _remote(p, "grpc") and p["batching"] and p["clients"] == 8]
-    at_8 = [p for p in points if not _remote(p) and p["batch"] == 8 and p["size"] == size]
+    # Against what the server runs: the float model (the INT8 copy is measured in process only).
+    at_8 = [p for p in points if not _remote(p) and p["batch"] == 8 and p["size"] == size
+            and p["backend"] != "onnx-int8"]
     if batched and at_8:
         best = max(at_8, key=lambda p: p["images_per_second"])
         out["batched_grpc_throughput_over_best_in_process_batch_8"] = {
@@ -86,6 +95,8 @@ def markdown(results: dict) -> str:
                      f"{p['mean_ms']:.1f} | {p['images_per_second']:.2f} | {p['gflops_per_second']:.1f} | "
                      + ("— |" if _on_gpu(p) else f"{100 * p['fraction_of_matmul']:.0f} % |"))
     names = {"onnx_fraction_of_matmul_at_batch_4_plus": "ONNX Runtime at batch ≥ 4, share of the matmul rate",
+             "int8_speedup_batch_1": "INT8 / float32 ONNX Runtime CPU images/s at batch 1",
+             "int8_speedup_batch_8": "INT8 / float32 ONNX Runtime CPU images/s at batch 8",
              "grpc_p50_over_in_process_p50_batch_1": "gRPC p50 / in-process p50 at batch 1",
              "rest_p50_over_grpc_p50_batch_1": "REST p50 / gRPC p50 at batch 1 (JSON's cost)",
              "batched_grpc_throughput_over_best_in_process_batch_8":
@@ -120,6 +131,8 @@ def plots(results: dict, out: Path) -> list[Path]:
     ax.set(xlabel="batch size", ylabel="latency (ms)", title=f"Latency vs batch, {size}×{size} → "
            f"{4 * size}×{4 * size}")
     paths.append(save_plot(fig, ax, out / "latency_vs_batch.png"))
+    if not any(_remote(p) for p in points):
+        return paths  # in-process backends only: no concurrency to plot
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for protocol in ("grpc", "rest"):

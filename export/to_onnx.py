@@ -31,6 +31,9 @@ class ExportConfig:
     fp16: bool = False
     tile: int = 128  # input pixels per tile side in the SavedModel's bounded-memory tiling
     prelu_nodes: bool = False  # one ONNX PRelu node per PReLU (slower on ONNX Runtime's CPU provider today)
+    int8: bool = False
+    int8_max_loss: float = 0.1  # dB of held-out PSNR the INT8 copy may lose against the float model
+    int8_float_layers: int = 4
     max_abs: float = 1e-4
     min_identical: float = 0.999
     max_uint8_diff: int = 1
@@ -61,6 +64,13 @@ def parse_args(argv=None) -> ExportConfig:
                    help="write each PReLU as one ONNX PRelu node instead of tf2onnx's five (Relu, Neg, Relu, Mul, "
                         "Add); the same answers, a leaner graph, but 8 %% slower on ONNX Runtime's CPU provider in "
                         "our profile (benchmarks/onnx_profile.py)")
+    p.add_argument("--int8", action="store_true",
+                   help="also write model_int8.onnx for CPUs with VNNI: static quantisation calibrated on real "
+                        "photographs, kept only if its held-out PSNR loss is within --int8-max-loss")
+    p.add_argument("--int8-max-loss", type=float, default=d.int8_max_loss,
+                   help="dB of held-out PSNR the INT8 copy may lose against the float model")
+    p.add_argument("--int8-float-layers", type=int, default=d.int8_float_layers,
+                   help="convolutions that may stay in float (chosen from the picture's ends) to meet it")
     p.add_argument("--max-abs", type=float, default=d.max_abs, help="float32 max abs error allowed")
     p.add_argument("--min-identical", type=float, default=d.min_identical,
                    help="share of identical uint8 values required")
@@ -83,7 +93,7 @@ def _versions() -> dict:
 @exit_on_user_error
 def export(config: ExportConfig) -> tuple[Path, dict]:
     """Write the version; returns its directory and the parity report."""
-    from export import onnx_model, parity, saved_model
+    from export import int8, onnx_model, parity, saved_model
     from export.checkpoint import find_checkpoint, load_generator, load_weights
     from export.repository import next_version, staged_version
     from export.tiles import Tiling
@@ -91,6 +101,8 @@ def export(config: ExportConfig) -> tuple[Path, dict]:
 
     if config.tile < 0:
         raise UserError(f"--tile must be a number of pixels (0: no tiling), got {config.tile}.")
+    if config.int8_float_layers < 0:
+        raise UserError(f"--int8-float-layers must be 0 or more, got {config.int8_float_layers}.")
     if config.version is not None and config.version < 1:
         raise UserError(f"--version must be a positive integer, got {config.version}.")
     opset = onnx_model.choose_opset(config.opset)
@@ -109,6 +121,12 @@ def export(config: ExportConfig) -> tuple[Path, dict]:
         onnx_paths = onnx_model.write_onnx_models(trained.model, staging, opset, metadata, config.prelu_nodes)
         if config.fp16:
             onnx_paths["fp16"] = onnx_model.write_float16_model(onnx_paths["uint8"], staging / "model_fp16.onnx")
+        int8_report = None
+        if config.int8:
+            print("quantising to INT8 (calibration on the training photographs) …", flush=True)
+            int8_report = int8.write_int8_model(
+                onnx_paths["uint8"], staging / int8.FILE_NAME, trained.spec.scale,
+                int8.Int8Settings(config.int8_max_loss, config.int8_float_layers))
         print("measuring parity …", flush=True)
         held_out = None if config.weights else Path(trained.checkpoint).parent.parent / "test_images" / "lr"
         cases = parity.parity_cases(held_out)
@@ -132,8 +150,12 @@ def export(config: ExportConfig) -> tuple[Path, dict]:
             "saved_model_tiling": tiling.to_json() if tiling else None,
             "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "files": sorted(p.name for p in staging.iterdir()), "versions": _versions(),
-            "parity_passed": report["passed"]}, indent=2) + "\n")
+            "parity_passed": report["passed"], "int8": int8_report}, indent=2) + "\n")
     print(table)
+    if int8_report:
+        verdict = f"kept as {int8_report['file']}" if int8_report["kept"] else "NOT kept"
+        print(f"INT8 {verdict}: {int8_report['reason']}; "
+              f"{len(int8_report['float_layers'])} convolution(s) left in float (export.json: int8)")
     return model_path / str(version), report
 
 

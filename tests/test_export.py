@@ -267,3 +267,33 @@ def test_the_prelu_pass_leaves_a_pattern_whose_parts_are_used_elsewhere():
     assert np.allclose(reference, expected)
     shared = graph(True)
     assert fuse_prelu(shared) == 0 and len(shared.graph.node) == 5
+
+
+def test_int8_copy_is_quantised_calibrated_and_scored_on_held_out_photographs(run_dir, tmp_path):
+    result = run_module("export.to_onnx", "--run-dir", str(run_dir), "--model-dir", str(tmp_path), "--int8",
+                        "--int8-max-loss", "50", "--int8-float-layers", "1")
+    assert result.returncode == 0, result.stderr
+    version_dir = tmp_path / "srgan" / "1"
+    report = json.loads((version_dir / "export.json").read_text())["int8"]
+    assert report["kept"] and report["file"] == "model_int8.onnx" and "model_int8.onnx" in result.stdout
+    assert sorted(report["held_out"]["images"]) == ["chelsea", "coffee", "grace_hopper"]
+    assert report["calibration"]["crops"] == 48 and len(report["float_layers"]) <= 1
+    model = onnx.load(version_dir / "model_int8.onnx")
+    ops = [node.op_type for node in model.graph.node]
+    assert ops.count("DequantizeLinear") >= 2 * (ops.count("Conv") - len(report["float_layers"]))
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    images = np.random.default_rng(8).integers(0, 256, (2, 13, 11, 3), dtype=np.uint8)
+    float_out, int8_out = (create_session(version_dir / name, ["CPUExecutionProvider"]).run(None, {"images": images})[0]
+                           for name in ("model.onnx", "model_int8.onnx"))
+    assert int8_out.shape == (2, 52, 44, 3) and int8_out.dtype == np.uint8
+    assert np.abs(int8_out.astype(int) - float_out).mean() < 4  # the same picture, rounded differently
+
+
+def test_an_int8_copy_over_the_quality_budget_is_not_kept(exported, tmp_path):
+    from export import int8
+    shutil.copy(exported[0] / "model.onnx", tmp_path / "model.onnx")
+    report = int8.write_int8_model(tmp_path / "model.onnx", tmp_path / int8.FILE_NAME, 4,
+                                   int8.Int8Settings(max_psnr_loss=-1.0, max_float_layers=2))
+    assert not report["kept"] and report["file"] is None and "> the budget" in report["reason"]
+    assert len(report["float_layers"]) == 2  # it tried leaving layers in float before giving up
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]  # no file, no work folder left
