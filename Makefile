@@ -16,9 +16,9 @@ setup: $(VENV)/.installed
 # The short demo run proves the training pipeline and its export (model srgan_demo); the model served, scored
 # and timed is the trained generator that ships in training/pretrained/photos (model srgan).
 demo: setup
-	$(PY) -m training.run --preset demo --out-dir runs/demo
-	$(PY) -m export.to_onnx --run-dir runs/demo --model-dir models --model-name srgan_demo
-	$(PY) -m export.to_onnx --weights training/pretrained/photos --model-dir models
+	$(PY) -m training.run --preset demo --run-dir runs/demo
+	$(PY) -m export.to_onnx --run-dir runs/demo --repository models --model-name srgan_demo
+	$(PY) -m export.to_onnx --weights training/pretrained/photos --repository models
 	$(PY) -m serving.demo --model-dir models/srgan --out results
 	$(PY) benchmarks/quality.py --model-dir models/srgan --out results/quality
 	$(PY) benchmarks/latency.py --model-dir models/srgan --out results/latency

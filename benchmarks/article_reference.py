@@ -2,7 +2,8 @@
 
 Only TF 1 API names are replaced by their TF 2 equivalents: `tf.losses.sigmoid_cross_entropy` →
 `tf.compat.v1.losses.sigmoid_cross_entropy`, `tf.train.AdamOptimizer` → `tf.keras.optimizers.Adam`. It runs
-eagerly, as the article's loop does. Not used anywhere but `benchmarks/train_throughput.py`.
+eagerly, as the article's loop does. Used by `benchmarks/train_throughput.py` (the article's loop, timed
+beside ours) and by `tests/test_model.py` (our pixel shuffle against the article's); nothing else imports it.
 """
 
 import tensorflow as tf

@@ -1,6 +1,6 @@
 """Latency and throughput of every serving path of an exported model.
 
-    python benchmarks/latency.py                                  # defaults: about 3 minutes on 2 CPU cores
+    python benchmarks/latency.py                                  # defaults: about 1.5 minutes on 2 CPU cores
     python benchmarks/latency.py --batches 1,4,16 --sizes 32,128 --max-batch-pixels 1000000 --seconds 5
     python benchmarks/latency.py --target tf-serving-host:8500    # the same sweep against any running server
 
@@ -14,27 +14,23 @@ latency.md and PNG plots to --out. The ONNX Runtime backends alone (`--backends 
 onnxruntime, numpy and the model files: no TensorFlow, as on the GPU machines we borrow.
 """
 
-import argparse
 import dataclasses
 import json
 import os
 import platform
-import signal
 import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
 
-import numpy as np  # noqa: E402
+import repo_path  # noqa: F401  (first: the packages importable, TensorFlow quiet)
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
-
-import measure  # noqa: E402
-import report  # noqa: E402
-from onnx_flops import model_flops  # noqa: E402
-from serving.model_repository import resolve_version_dir  # noqa: E402
-from serving.onnx_runtime import create_session, default_providers, gpu_visible  # noqa: E402
+import measure
+import report
+from onnx_flops import model_flops
+from serving.onnx_runtime import create_session, default_providers, gpu_visible
+from training.cli import UserError, exit_on_user_error, find_version, parser
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,8 +60,7 @@ def _ints(text: str) -> tuple[int, ...]:
 
 def parse_args(argv=None) -> LatencyConfig:
     d = LatencyConfig()
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = parser("python benchmarks/latency.py", __doc__)
     p.add_argument("--model-dir", type=Path, default=d.model_dir, help="model directory or a version directory")
     p.add_argument("--out", type=Path, default=d.out)
     p.add_argument("--batches", type=_ints, default=d.batches)
@@ -146,7 +141,8 @@ def in_process_backends(config: LatencyConfig, version_dir: Path) -> tuple[dict,
     int8_model = version_dir / "model_int8.onnx"  # written by export.to_onnx --int8 when its quality holds
     if ("onnx" in config.backends and int8_model.exists()) or "onnx-int8" in config.backends:
         if not int8_model.exists():
-            raise SystemExit(f"error: {int8_model} does not exist; export with python -m export.to_onnx --int8.")
+            raise UserError(f"{int8_model} does not exist; export with python -m export.to_onnx --int8 (not written "
+                            "when its quality cost was above the budget: see export.json).")
         session = create_session(int8_model, ["CPUExecutionProvider"], cpu_settings=cpu_settings)
         runs["onnx-int8"] = lambda images, s=session: s.run(None, {"images": images})[0]
     return runs, tuning
@@ -227,9 +223,9 @@ def server_series(config: LatencyConfig, bar) -> list[dict]:
         return [point for p in protocols if targets[p] for point in measure_server(config, p, targets[p], None, bar)]
     import tempfile
 
-    from serving.demo import start_server
+    from serving.process import EmbeddedServer
     # The version measured in process, served alone (--model-dir may name the model's folder or one version).
-    version_dir = resolve_version_dir(config.model_dir).resolve()
+    version_dir = find_version(config.model_dir).resolve()
     served = Path(tempfile.mkdtemp(prefix="latency-")) / "models.config"
     served.write_text(f'model_config_list {{ config {{ name: "srgan" base_path: "{version_dir.parent}" '
                       f'model_platform: "tensorflow" model_version_policy {{ specific {{ versions: '
@@ -242,16 +238,12 @@ def server_series(config: LatencyConfig, bar) -> list[dict]:
         if batching:
             flags += ["--enable_batching", "--max_batch_size", str(config.max_batch_size),
                       "--batch_timeout_micros", str(config.batch_timeout_micros)]
-        process, target = start_server(config.model_dir, *flags)
-        targets = {"grpc": target, "rest": f"127.0.0.1:{rest_port}"}
-        try:
-            with _client("grpc", target) as client:
+        with EmbeddedServer(*flags) as server:
+            targets = {"grpc": server.target, "rest": f"127.0.0.1:{rest_port}"}
+            with _client("grpc", server.target) as client:
                 client.wait_until_available()
             for protocol in protocols:
                 points += measure_server(config, protocol, targets[protocol], batching, bar)
-        finally:
-            process.send_signal(signal.SIGTERM)
-            process.communicate(timeout=60)
     return points
 
 
@@ -297,13 +289,10 @@ def count_points(config: LatencyConfig, in_process: int) -> int:
     return in_process * per_backend + len(protocols) * per_protocol
 
 
+@exit_on_user_error
 def main(argv=None) -> int:
     config = parse_args(argv)
-    try:
-        version_dir = resolve_version_dir(config.model_dir)
-    except FileNotFoundError as error:
-        print(f"error: {error}; export one with python -m export.to_onnx.", file=sys.stderr)
-        return 2
+    version_dir = find_version(config.model_dir)
     started = time.perf_counter()
     print(f"measuring the matrix-multiply rate and loading {version_dir} …", flush=True)
     peak = measure.matmul_gflops()

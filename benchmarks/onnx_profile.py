@@ -8,7 +8,6 @@ optimised graph: time per run, share of the total, node count; and the median wa
 onnx_profile.json, .md and .png to --out. Needs only onnxruntime and numpy.
 """
 
-import argparse
 import dataclasses
 import json
 import os
@@ -19,6 +18,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+import repo_path  # noqa: F401  (first: the packages importable, TensorFlow quiet)
+from training.cli import parser
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,8 +36,7 @@ class ProfileConfig:
 
 def parse_args(argv=None) -> ProfileConfig:
     d = ProfileConfig(())
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = parser("python benchmarks/onnx_profile.py", __doc__)
     p.add_argument("models", nargs="+", type=Path, help="ONNX files")
     p.add_argument("--size", type=int, default=d.size, help="input side in pixels")
     p.add_argument("--batch", type=int, default=d.batch)

@@ -1,6 +1,6 @@
 """ONNX Runtime on its providers, with nothing but onnxruntime, numpy and the model files (no TensorFlow).
 
-    python benchmarks/onnx_providers.py --version-dir models/srgan/1 --out results/onnx_providers
+    python benchmarks/onnx_providers.py --model-dir models/srgan/1 --out results/onnx_providers
 
 Made for the GPU machines we borrow (CUDA and ONNX Runtime, no TensorFlow; see shared/GPU-PROOF.md), and
 runs anywhere. It measures:
@@ -26,10 +26,11 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
+import repo_path  # noqa: F401  (first: the packages importable, TensorFlow quiet)
 
-import measure  # noqa: E402
-from serving.onnx_runtime import cuda_options, gpu_visible  # noqa: E402
+import measure
+from serving.onnx_runtime import cuda_options, gpu_visible
+from training.cli import UserError, exit_on_user_error, find_version, parser
 
 SHAPES = ((1, 32), (8, 32), (32, 32), (1, 128), (1, 512))  # (batch, input side)
 
@@ -44,9 +45,10 @@ class ProvidersConfig:
 
 
 def parse_args(argv=None) -> ProvidersConfig:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--version-dir", type=Path, required=True, help="an exported version (holds model.onnx)")
+    p = parser("python benchmarks/onnx_providers.py", __doc__)
+    p.add_argument("--model-dir", dest="version_dir", type=Path, default=Path("models/srgan"),
+                   help="a model folder (its newest version) or one version folder")
+    p.add_argument("--version-dir", dest="version_dir", type=Path, help=argparse.SUPPRESS)  # its old name
     p.add_argument("--out", type=Path, default=ProvidersConfig.out)
     p.add_argument("--seconds", type=float, default=ProvidersConfig.seconds, help="measuring time per point")
     p.add_argument("--warmup", type=int, default=ProvidersConfig.warmup)
@@ -260,11 +262,12 @@ def plot(results: dict, out: Path) -> Path | None:
     return path
 
 
+@exit_on_user_error
 def main(argv=None) -> int:
     config = parse_args(argv)
+    config = dataclasses.replace(config, version_dir=find_version(config.version_dir))
     if not (config.version_dir / "model.onnx").is_file():
-        print(f"error: {config.version_dir} has no model.onnx; pass an exported version folder.", file=sys.stderr)
-        return 2
+        raise UserError(f"{config.version_dir} has no model.onnx; pass an exported version folder.")
     if hasattr(ort, "preload_dlls"):
         ort.preload_dlls()  # CUDA and cuDNN from the nvidia-* pip packages, where they are installed
     started = time.perf_counter()

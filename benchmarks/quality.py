@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
+import repo_path  # noqa: F401  (first: the packages importable, TensorFlow quiet)
 
-from serving.model_repository import resolve_version_dir, version_dirs  # noqa: E402
-from training.errors import UserError, exit_on_user_error  # noqa: E402
+from serving.model_repository import version_dirs
+from training.cli import UserError, exit_on_user_error, find_version, parser
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,8 +38,7 @@ class QualityConfig:
 
 def parse_args(argv=None) -> QualityConfig:
     d = QualityConfig()
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = parser("python benchmarks/quality.py", __doc__)
     p.add_argument("--model-dir", type=Path, default=d.model_dir, help="a model folder (its versions) or one version")
     p.add_argument("--versions", type=lambda s: tuple(int(v) for v in s.split(",") if v), default=d.versions,
                    help="comma-separated versions (default: the newest)")
@@ -81,10 +80,7 @@ def _upscaler(version_dir: Path, backend: str, tile: int = 192):
 
 def _version_dirs(config: QualityConfig) -> list[Path]:
     if not config.versions:
-        try:
-            return [resolve_version_dir(config.model_dir)]
-        except FileNotFoundError as error:
-            raise UserError(f"{error}; export one with python -m export.to_onnx.") from None
+        return [find_version(config.model_dir)]
     try:
         folders = version_dirs(config.model_dir)
     except OSError:

@@ -10,13 +10,15 @@ version with `--tile 0` to see the cost without the SavedModel's in-graph tiling
 Writes server_memory.json, .md and .png to --out.
 """
 
-import argparse
 import dataclasses
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import repo_path  # noqa: F401  (first: the packages importable, TensorFlow quiet)
+from training.cli import parser
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -51,8 +53,7 @@ class MemoryConfig:
 
 def parse_args(argv=None) -> MemoryConfig:
     d = MemoryConfig()
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = parser("python benchmarks/server_memory.py", __doc__)
     p.add_argument("--model-dir", type=Path, default=d.model_dir, help="a model's folder of versions")
     p.add_argument("--versions", default="", help="comma-separated; default: all")
     p.add_argument("--backends", default=",".join(d.backends))

@@ -17,7 +17,6 @@ gradients); discriminator 7 × forward (real and fake forward, both backward for
 backward again for the generator); VGG19 3 × forward (HR and SR forward, SR backward for the generator).
 """
 
-import argparse
 import dataclasses
 import json
 import os
@@ -27,19 +26,20 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import repo_path  # noqa: F401  (first: the packages importable, TensorFlow quiet)
 
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import keras
+import tensorflow as tf
 
-import article_reference as article  # noqa: E402
-from measure import matmul_gflops  # noqa: E402
-from training import losses  # noqa: E402
-from training.data import pipeline, sources  # noqa: E402
-from training.model import build_discriminator, build_generator  # noqa: E402
-from training.model.flops import forward_flops  # noqa: E402
-from training.step import Networks, TrainSteps  # noqa: E402
-from training.vgg import FEATURE_LAYER  # noqa: E402
+import article_reference as article
+from measure import matmul_gflops
+from training import losses
+from training.data import pipeline, sources
+from training.model import build_discriminator, build_generator
+from training.model.flops import forward_flops
+from training.step import Networks, TrainSteps
+from training.cli import parser
+from training.vgg import FEATURE_LAYER
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,8 +56,7 @@ class ThroughputConfig:
 
 def parse_args(argv=None) -> ThroughputConfig:
     d = ThroughputConfig()
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = parser("python benchmarks/train_throughput.py", __doc__)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--content-loss", choices=["vgg", "mse"], default=d.content_loss)
     p.add_argument("--steps", type=int, default=d.steps, help="timed steps per loop")

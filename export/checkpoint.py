@@ -5,7 +5,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from training.checkpointing import TrainedGenerator, load_generator, load_weights  # noqa: F401 - re-exported
-from training.errors import UserError
+from training.cli import UserError
 
 
 def find_checkpoint(run_dir: Path | None, checkpoint: Path | None) -> str:

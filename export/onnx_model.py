@@ -9,7 +9,7 @@ import tf2onnx
 
 from export import graphs
 from export.onnx_passes import fuse_prelu
-from training.errors import UserError
+from training.cli import UserError
 
 # Opsets before 13 lack what ONNX Runtime's newer optimisations assume; tf2onnx knows opsets up to its table.
 MIN_OPSET = 13

@@ -12,7 +12,7 @@ import uuid
 from pathlib import Path
 
 from serving.model_repository import versions
-from training.errors import UserError
+from training.cli import UserError
 
 _STAGING_PREFIX = ".staging-"
 
@@ -58,7 +58,7 @@ def staged_version(model_path: Path, version: int, overwrite: bool):
         staging.mkdir()
     except OSError as error:  # not writable, or a file where a folder should be
         raise UserError(f"cannot write to {model_path} ({error.strerror or error}): choose a writable "
-                        "--model-dir.") from None
+                        "--repository.") from None
     try:
         yield staging
     except BaseException:

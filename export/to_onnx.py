@@ -9,13 +9,13 @@ import argparse
 import dataclasses
 import datetime
 import json
-import os
+import logging
 import sys
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from training.cli import exit_on_user_error, parser, setup_logging
 
-from training.errors import exit_on_user_error  # noqa: E402
+log = logging.getLogger("export")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,7 +23,7 @@ class ExportConfig:
     run_dir: Path | None = Path("runs/demo")
     checkpoint: Path | None = None
     weights: Path | None = None  # a shipped generator (training/pretrained/photos) instead of a run
-    model_dir: Path = Path("models")
+    repository: Path = Path("models")  # TF Serving's base: <repository>/<model name>/<version>
     model_name: str = "srgan"
     version: int | None = None  # default: the next integer
     overwrite: bool = False
@@ -43,14 +43,15 @@ class ExportConfig:
 
 def parse_args(argv=None) -> ExportConfig:
     d = ExportConfig()
-    p = argparse.ArgumentParser(prog="python -m export.to_onnx", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = parser("python -m export.to_onnx", __doc__)
     p.add_argument("--run-dir", type=Path, default=d.run_dir, help="training run: its latest checkpoint")
     p.add_argument("--checkpoint", type=Path, help="a checkpoint prefix (…/ckpt-N) or folder, instead")
     p.add_argument("--weights", type=Path,
                    help="a shipped generator instead: a folder with generator.weights.h5 and model.json "
                         "(training/pretrained/photos: the trained model that comes with the toolkit)")
-    p.add_argument("--model-dir", type=Path, default=d.model_dir, help="model repository base path")
+    p.add_argument("--repository", type=Path, default=d.repository,
+                   help="model repository: the version goes to <repository>/<model name>/<version>")
+    p.add_argument("--model-dir", dest="repository", type=Path, help=argparse.SUPPRESS)  # its old name
     p.add_argument("--model-name", default=d.model_name)
     p.add_argument("--version", type=int, help="version number (default: the next one)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --version")
@@ -97,7 +98,7 @@ def export(config: ExportConfig) -> tuple[Path, dict]:
     from export.checkpoint import find_checkpoint, load_generator, load_weights
     from export.repository import next_version, staged_version
     from export.tiles import Tiling
-    from training.errors import UserError
+    from training.cli import UserError
 
     if config.tile < 0:
         raise UserError(f"--tile must be a number of pixels (0: no tiling), got {config.tile}.")
@@ -110,24 +111,26 @@ def export(config: ExportConfig) -> tuple[Path, dict]:
         trained = load_weights(config.weights)
     else:
         trained = load_generator(find_checkpoint(config.run_dir, config.checkpoint))
-    model_path = config.model_dir / config.model_name
+    model_path = config.repository / config.model_name
     version = config.version or next_version(model_path)
     tiling = Tiling.for_spec(trained.spec, config.tile) if config.tile else None
     metadata = {"scale": trained.spec.scale, "source_checkpoint": str(Path(trained.checkpoint).resolve()),
                 "step": trained.step, "model_spec": trained.spec.to_json(), "opset": opset}
-    print(f"exporting {trained.checkpoint} (step {trained.step}) as {model_path}/{version}", flush=True)
+    log.info("exporting %s (step %d) as %s/%d", trained.checkpoint, trained.step, model_path, version)
     with staged_version(model_path, version, config.overwrite) as staging:
+        log.info("writing the SavedModel (in %s)", staging.name)
         saved_model.write_saved_model(trained.model, tiling, staging, config.model_name)
+        log.info("writing the ONNX files (opset %d)", opset)
         onnx_paths = onnx_model.write_onnx_models(trained.model, staging, opset, metadata, config.prelu_nodes)
         if config.fp16:
             onnx_paths["fp16"] = onnx_model.write_float16_model(onnx_paths["uint8"], staging / "model_fp16.onnx")
         int8_report = None
         if config.int8:
-            print("quantising to INT8 (calibration on the training photographs) …", flush=True)
+            log.info("quantising to INT8 (calibration on the training photographs)")
             int8_report = int8.write_int8_model(
                 onnx_paths["uint8"], staging / int8.FILE_NAME, trained.spec.scale,
                 int8.Int8Settings(config.int8_max_loss, config.int8_float_layers))
-        print("measuring parity …", flush=True)
+        log.info("measuring parity")
         held_out = None if config.weights else Path(trained.checkpoint).parent.parent / "test_images" / "lr"
         cases = parity.parity_cases(held_out)
         reference = parity.keras_backend(trained.model)
@@ -143,6 +146,7 @@ def export(config: ExportConfig) -> tuple[Path, dict]:
         header = (f"# Parity of {config.model_name} version {version}\n\nSource: {trained.checkpoint} "
                   f"(step {trained.step}); opset {opset}; cases: "
                   + ", ".join(c.name for c in cases) + ".")
+        log.info("writing the reports")
         table = parity.write_report(groups, staging, header)
         report = json.loads((staging / "parity.json").read_text())
         (staging / "export.json").write_text(json.dumps({
@@ -151,6 +155,7 @@ def export(config: ExportConfig) -> tuple[Path, dict]:
             "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "files": sorted(p.name for p in staging.iterdir()), "versions": _versions(),
             "parity_passed": report["passed"], "int8": int8_report}, indent=2) + "\n")
+    log.info("published %s/%d", model_path, version)
     print(table)
     if int8_report:
         verdict = f"kept as {int8_report['file']}" if int8_report["kept"] else "NOT kept"
@@ -160,6 +165,7 @@ def export(config: ExportConfig) -> tuple[Path, dict]:
 
 
 def main(argv=None) -> int:
+    setup_logging()
     config = parse_args(argv)
     version_dir, report = export(config)
     verdict = "parity holds" if report["passed"] else "PARITY FAILED (version written, marked failed)"

@@ -11,7 +11,7 @@ it costs no computation.
 import collections
 import concurrent.futures
 import dataclasses
-import sys
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -19,6 +19,8 @@ from collections.abc import Callable
 import numpy as np
 
 from serving.metrics import METRICS
+
+log = logging.getLogger("serving.batching")
 
 
 class Abandoned(Exception):
@@ -98,8 +100,7 @@ class Batcher:
             if task not in kept:
                 task.future.set_exception(Abandoned())
         if len(kept) < len(batch):
-            print(f"batcher: dropped {len(batch) - len(kept)} request(s) whose client cancelled or whose deadline "
-                  "passed", file=sys.stderr, flush=True)
+            log.info("dropped %d request(s) whose client cancelled or whose deadline passed", len(batch) - len(kept))
         return kept
 
     def _work(self) -> None:

@@ -10,9 +10,6 @@ The quick start's last step, not part of the serving library: it borrows trainin
 code so that its PSNR is the one `benchmarks/quality.py` and training report.
 """
 
-import argparse
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -21,20 +18,9 @@ import numpy as np
 from PIL import Image
 
 from serving.client import SrganClient
-from serving.errors import UsageError, exit_on_usage_error
-from serving.model_repository import resolve_version_dir
 from serving.onnx_runtime import create_session
-
-
-def start_server(model_dir: Path, *flags: str) -> tuple[subprocess.Popen, str]:
-    """The embedded server as a child process; returns it with its host:port once it listens."""
-    process = subprocess.Popen([sys.executable, "-m", "serving.server", "--port", "0", "--model_base_path",
-                                str(model_dir), *flags], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True)
-    for line in process.stdout:
-        if line.startswith("listening on"):
-            return process, line.split()[-1]
-    raise UsageError(f"the server did not start (exit status {process.wait()}).")
+from serving.process import EmbeddedServer
+from training.cli import UserError, exit_on_user_error, find_version, parser
 
 
 def _default_photo() -> Path:
@@ -42,33 +28,29 @@ def _default_photo() -> Path:
     return HELD_OUT_PHOTOS[-1].path()  # a portrait, never trained on
 
 
-@exit_on_usage_error
+@exit_on_user_error
 def run(model_dir: Path, image_path: Path | None, out_dir: Path) -> int:
     from training import evaluation
     from training.data.images import BadImage, read_rgb
 
-    try:
-        version_dir = resolve_version_dir(model_dir)
-    except FileNotFoundError as error:
-        raise UsageError(f"{error}; export one with python -m export.to_onnx.") from None
+    version_dir = find_version(model_dir)
     image_path = image_path or _default_photo()
     if not image_path.is_file():
-        raise UsageError(f"{image_path} does not exist; pass --image with a photograph.")
+        raise UserError(f"{image_path} does not exist; pass --image with a photograph.")
     try:
         pair = evaluation.make_pair(image_path.stem, read_rgb(image_path, min_size=16)[0])
     except BadImage as bad:
-        raise UsageError(f"{image_path} cannot be used ({bad.reason}); pass --image with a photograph.") from None
+        raise UserError(f"{image_path} cannot be used ({bad.reason}); pass --image with a photograph.") from None
     image = pair.lr
-    process, target = start_server(model_dir)
+    server = EmbeddedServer("--model_base_path", str(model_dir))
     try:
-        with SrganClient(target) as client:
+        with SrganClient(server.target) as client:
             client.wait_until_available()
             started = time.perf_counter()
             sr = client.upscale(image)
             seconds = time.perf_counter() - started
     finally:
-        process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=60)
+        status = server.stop()
     reference = create_session(version_dir / "model.onnx").run(None, {"images": image[None]})[0][0]
     diff = np.abs(sr.astype(int) - reference)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -78,19 +60,19 @@ def run(model_dir: Path, image_path: Path | None, out_dir: Path) -> int:
     bicubic = evaluation.BASELINES["bicubic"](image, 4)
     Image.fromarray(bicubic).save(out_dir / f"{image_path.stem}_bicubic_x4.png")
     model_score, bicubic_score = (evaluation.score_image(x, pair.hr, 4) for x in (sr, bicubic))
-    print(f"gRPC {target}: {image.shape[1]}×{image.shape[0]} → {sr.shape[1]}×{sr.shape[0]} in {seconds * 1000:.0f} ms "
+    print(f"gRPC {server.target}: {image.shape[1]}×{image.shape[0]} → {sr.shape[1]}×{sr.shape[0]} in {seconds * 1000:.0f} ms "
           f"(first request); vs ONNX Runtime: {100 * (diff == 0).mean():.3f} % identical, max difference "
           f"{diff.max()}; saved {out_path}")
     print(f"{image_path.name} downscaled ×4 and upscaled again: gRPC answer PSNR {model_score['psnr']:.2f} dB, "
           f"SSIM {model_score['ssim']:.4f}; bicubic {bicubic_score['psnr']:.2f} dB, {bicubic_score['ssim']:.4f} "
           f"({model_score['psnr'] - bicubic_score['psnr']:+.2f} dB over bicubic)")
-    clean = process.returncode == 0 and "stopped" in output
-    print(f"server stopped on SIGTERM, exit status {process.returncode}" + ("" if clean else " (NOT clean)"))
+    clean = status == 0 and any(line.rstrip().endswith("stopped") for line in server.lines)
+    print(f"server stopped on SIGTERM, exit status {status}" + ("" if clean else " (NOT clean)"))
     return 0 if clean and diff.max() <= 1 else 1
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m serving.demo", description=__doc__.split("\n\n")[0])
+    p = parser("python -m serving.demo", __doc__)
     p.add_argument("--model-dir", type=Path, default=Path("models/srgan"))
     p.add_argument("--image", type=Path,
                    help="a photograph (default: matplotlib's grace_hopper.jpg, held out from training)")

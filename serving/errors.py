@@ -1,7 +1,4 @@
-"""Errors with TF Serving's status codes, and the one-sentence exit for command-line mistakes."""
-
-import functools
-import sys
+"""Errors with TF Serving's status codes (command-line mistakes: `training.cli.UserError`)."""
 
 import grpc
 
@@ -21,24 +18,6 @@ def not_found(message: str) -> ServingError:
 
 def invalid_argument(message: str) -> ServingError:
     return ServingError(grpc.StatusCode.INVALID_ARGUMENT, message)
-
-
-class UsageError(Exception):
-    """A command-line mistake the user can fix; the message says what to do."""
-
-
-def exit_on_usage_error(main):
-    """Print a `UsageError` as one line and exit with status 2, no traceback."""
-
-    @functools.wraps(main)
-    def wrapper(*args, **kwargs):
-        try:
-            return main(*args, **kwargs)
-        except UsageError as error:
-            print(f"error: {error}", file=sys.stderr)
-            raise SystemExit(2) from None
-
-    return wrapper
 
 
 def describe(error: Exception, limit: int = 500) -> str:

@@ -14,6 +14,7 @@ fit in --max_inflight_bytes or that finds the waiting queue full.
 import contextlib
 import dataclasses
 import io
+import logging
 import time
 
 import grpc
@@ -28,6 +29,8 @@ from serving.admission import MemoryBudget
 from serving.batching import Abandoned
 from serving.errors import ServingError, invalid_argument, not_found
 from serving.metrics import METRICS
+
+log = logging.getLogger("serving.predict")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,6 +163,9 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             return self._predict(request, still_wanted)
         except ServingError as error:
             status = error.code.name
+            log.log(logging.WARNING if error.code == grpc.StatusCode.RESOURCE_EXHAUSTED else logging.INFO,
+                    "refused a %s Predict for %r: %s: %s", entrypoint, request.model_spec.name, status,
+                    error.message[:300])
             raise
         except Abandoned:
             status = "DEADLINE_EXCEEDED"

@@ -8,7 +8,7 @@ GetModelStatus) and the last good version keeps serving.
 """
 
 import dataclasses
-import sys
+import logging
 import threading
 import time
 from pathlib import Path
@@ -22,6 +22,8 @@ from serving.errors import ServingError, describe, invalid_argument, not_found
 from serving.metrics import METRICS
 from serving.model_repository import version_dirs
 from serving.servable import Servable
+
+log = logging.getLogger("serving.manager")
 
 State = get_model_status_pb2.ModelVersionStatus.State
 
@@ -95,7 +97,7 @@ class ServedModel:
         except Exception as error:  # any failure to load is reported, never fatal to the server
             METRICS.load(str(path), time.perf_counter() - started, ok=False)
             message = f"Failed to load version {version} of {self.name} from {path}: {error}"
-            print(f"warning: {message}", file=sys.stderr, flush=True)
+            log.error("%s", message)
             self._failed[version] = _mtime(path)
             self.statuses[version] = VersionStatus(State.END, message[:2000])
             return
@@ -103,15 +105,15 @@ class ServedModel:
             self.available[version] = servable
         self.statuses[version] = VersionStatus(State.AVAILABLE)
         tuned = getattr(servable.runner, "cpu_settings", None)
-        print(f"loaded {self.name} version {version} ({self.backend}"
-              + (f"; ONNX Runtime CPU settings timed here: {tuned}" if tuned else "") + ")", flush=True)
+        log.info("loaded %s version %d (%s%s) in %.1f s", self.name, version, self.backend,
+                 f"; ONNX Runtime CPU settings timed here: {tuned}" if tuned else "", time.perf_counter() - started)
 
     def _unload(self, version: int) -> None:
         self.statuses[version] = VersionStatus(State.UNLOADING)
         with self._lock:
             self.available.pop(version, None)
         self.statuses[version] = VersionStatus(State.END)
-        print(f"unloaded {self.name} version {version}", flush=True)
+        log.info("unloaded %s version %d", self.name, version)
 
     def unavailable_label(self, config: model_server_config_pb2.ModelConfig | None = None) -> ServingError | None:
         """TF Serving's refusal of a label that names a version not AVAILABLE (server_core.cc,
@@ -179,8 +181,8 @@ class ModelManager:
                     model.poll()
                 except Exception as error:  # noqa: BLE001 - the poller must survive anything on disk
                     readable = False
-                    print(f"warning: cannot read the versions of {model.name} in {model.config.base_path}: "
-                          f"{describe(error)}", file=sys.stderr, flush=True)
+                    log.warning("cannot read the versions of %s in %s: %s", model.name, model.config.base_path,
+                                describe(error))
         if readable != self.readable:
             self.readable = readable
             if self.on_readable_change:

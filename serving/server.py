@@ -7,29 +7,30 @@ versions a --model_config_file asks for), loads new versions as they appear, bin
 says otherwise, and on SIGTERM or Ctrl-C stops taking requests, finishes those in flight and exits.
 """
 
-import argparse
 import concurrent.futures
 import dataclasses
 import gc
-import os
+import logging
 import signal
 import sys
 import threading
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import grpc
+from google.protobuf import text_format
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+from tensorflow_serving.config import model_server_config_pb2
 
-import grpc  # noqa: E402
-from google.protobuf import text_format  # noqa: E402
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # noqa: E402
-from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc  # noqa: E402
-from tensorflow_serving.config import model_server_config_pb2  # noqa: E402
+from serving.admission import MemoryBudget, available_memory_bytes
+from serving.batching import Batcher
+from serving.errors import ServingError
+from serving.grpc_service import Limits, ModelService, PredictionService
+from serving.manager import ModelManager, model_config
+from serving.process import READY
+from training.cli import UserError, exit_on_user_error, parser, setup_logging
 
-from serving.admission import MemoryBudget, available_memory_bytes  # noqa: E402
-from serving.batching import Batcher  # noqa: E402
-from serving.errors import ServingError, UsageError, exit_on_usage_error  # noqa: E402
-from serving.grpc_service import Limits, ModelService, PredictionService  # noqa: E402
-from serving.manager import ModelManager, model_config  # noqa: E402
+log = logging.getLogger("serving.server")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,8 +61,7 @@ class ServerConfig:
 
 def parse_args(argv=None) -> ServerConfig:
     d = ServerConfig()
-    p = argparse.ArgumentParser(prog="python -m serving.server", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = parser("python -m serving.server", __doc__)
     p.add_argument("--port", type=int, default=d.port, help="gRPC port (0: any free port, printed)")
     p.add_argument("--rest_api_port", type=int, default=d.rest_api_port,
                    help="TF Serving's REST API and /monitoring/prometheus/metrics on this port (0: off)")
@@ -105,20 +105,20 @@ def parse_args(argv=None) -> ServerConfig:
 def load_model_configs(config: ServerConfig) -> list:
     if config.model_config_file is not None:
         if not config.model_config_file.is_file():
-            raise UsageError(f"--model_config_file {config.model_config_file} does not exist.")
+            raise UserError(f"--model_config_file {config.model_config_file} does not exist.")
         parsed = model_server_config_pb2.ModelServerConfig()
         try:
             text_format.Parse(config.model_config_file.read_text(), parsed)
         except text_format.ParseError as error:
-            raise UsageError(f"{config.model_config_file} is not a ModelServerConfig text proto ({error}).")
+            raise UserError(f"{config.model_config_file} is not a ModelServerConfig text proto ({error}).")
         configs = list(parsed.model_config_list.config)
         if not configs:
-            raise UsageError(f"{config.model_config_file} lists no model in model_config_list.")
+            raise UserError(f"{config.model_config_file} lists no model in model_config_list.")
         return configs
     if config.model_base_path is None:
-        raise UsageError("pass --model_base_path (e.g. models/srgan) or --model_config_file.")
+        raise UserError("pass --model_base_path (e.g. models/srgan) or --model_config_file.")
     if not config.model_base_path.is_dir():
-        raise UsageError(f"--model_base_path {config.model_base_path} is not a folder; export a model first "
+        raise UserError(f"--model_base_path {config.model_base_path} is not a folder; export a model first "
                          "(python -m export.to_onnx).")
     return [model_config(config.model_name, config.model_base_path)]
 
@@ -167,14 +167,14 @@ class ModelServer:
                 self.manager.check_labels()
             except ServingError as refusal:
                 self.manager.stop()
-                raise UsageError(f"{refusal.message} (TF Serving refuses such a label at start too; pass "
+                raise UserError(f"{refusal.message} (TF Serving refuses such a label at start too; pass "
                                  "--allow_version_labels_for_unavailable_models to accept it).") from None
         if not self.config.max_pixels_per_request:
             self.prediction.limits = dataclasses.replace(self.prediction.limits, max_pixels=self._derived_max_pixels(),
                                                          from_budget=True)
         self.port = self.server.add_insecure_port(f"{self.config.host}:{self.config.port}")
         if self.port == 0:
-            raise UsageError(f"cannot bind {self.config.host}:{self.config.port}; is the port in use?")
+            raise UserError(f"cannot bind {self.config.host}:{self.config.port}; is the port in use?")
         self.server.start()
         if self.config.rest_api_port:
             self.rest_port = self.start_rest(self.config.rest_api_port)
@@ -199,7 +199,7 @@ class ModelServer:
         self.manager.stop()
 
 
-@exit_on_usage_error
+@exit_on_user_error
 def serve(config: ServerConfig) -> None:
     server = ModelServer(config)
     stop = threading.Event()
@@ -210,22 +210,23 @@ def serve(config: ServerConfig) -> None:
     # garbage collector's full passes, which otherwise stall a request now and then for ~0.1 s.
     gc.freeze()
     loaded = {name: sorted(m.available) for name, m in server.manager.models.items()}
-    print(f"serving {loaded} on {config.host}:{port} (backend {config.backend}, batching "
-          f"{'on, max ' + str(config.max_batch_size) if config.enable_batching else 'off'})", flush=True)
-    print(f"memory budget for requests in flight: {server.budget.limit_bytes / 2**20:,.0f} MB"
-          f"{'' if config.max_inflight_bytes else ' (half the memory available)'}; largest request: "
-          f"{server.prediction.limits.max_pixels:,} input pixels", flush=True)
+    log.info("serving %s on %s:%d (backend %s, batching %s)", loaded, config.host, port, config.backend,
+             f"on, max {config.max_batch_size}" if config.enable_batching else "off")
+    log.info("memory budget for requests in flight: %s MB%s; largest request: %s input pixels",
+             f"{server.budget.limit_bytes / 2**20:,.0f}", "" if config.max_inflight_bytes else
+             " (half the memory available)", f"{server.prediction.limits.max_pixels:,}")
     if server.rest_port:
-        print(f"REST API and Prometheus metrics (/monitoring/prometheus/metrics) on {config.host}:"
-              f"{server.rest_port}", flush=True)
-    print(f"listening on {config.host}:{port}", flush=True)
+        log.info("REST API and Prometheus metrics (/monitoring/prometheus/metrics) on %s:%d", config.host,
+                 server.rest_port)
+    print(f"{READY} {config.host}:{port}", flush=True)  # the line scripts wait for (serving.process)
     stop.wait()
-    print("draining: finishing requests in flight …", flush=True)
+    log.info("draining: finishing requests in flight …")
     server.stop()
-    print("stopped", flush=True)
+    log.info("stopped")
 
 
 def main(argv=None) -> int:
+    setup_logging()
     serve(parse_args(argv))
     return 0
 

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from serving.errors import UsageError, exit_on_usage_error
+from training.cli import UserError, exit_on_user_error, parser
 
 GPU_BATCH_THREADS = 4  # a few batches in flight keep one GPU busy (TF Serving's batching guide)
 
@@ -115,8 +115,7 @@ def docker_command(c: TfServingConfig) -> list[str]:
 
 def parse_args(argv=None) -> TfServingConfig:
     d = TfServingConfig()
-    p = argparse.ArgumentParser(prog="python -m serving.tf_serving", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = parser("python -m serving.tf_serving", __doc__)
     p.add_argument("--model_base_path", type=Path, default=d.model_base_path)
     p.add_argument("--model_name", default=d.model_name)
     p.add_argument("--config_dir", type=Path, default=d.config_dir)
@@ -131,8 +130,9 @@ def parse_args(argv=None) -> TfServingConfig:
     p.add_argument("--batch_timeout_micros", type=int, default=d.batch_timeout_micros)
     p.add_argument("--num_batch_threads", type=int, default=d.num_batch_threads,
                    help=f"0: this host's cores for the local command, {GPU_BATCH_THREADS} for the GPU image")
-    p.add_argument("--image", default=d.image,
-                   help="TF Serving Docker image (default: the release matching our TensorFlow)")
+    p.add_argument("--docker_image", dest="image", default=d.image,
+                   help="TF Serving's Docker image: the release matching our TensorFlow")
+    p.add_argument("--image", dest="image", help=argparse.SUPPRESS)  # its old name
     p.add_argument("--start", action="store_true", help="start tensorflow_model_server if it is on PATH")
     args = vars(p.parse_args(argv))
     labels = []
@@ -151,20 +151,20 @@ def start_and_wait(command: list[str], c: TfServingConfig, timeout: float = 300)
         deadline = time.monotonic() + timeout
         while True:
             if process.poll() is not None:
-                raise UsageError(f"tensorflow_model_server exited with status {process.returncode}.")
+                raise UserError(f"tensorflow_model_server exited with status {process.returncode}.")
             try:
                 client.wait_until_available(timeout=5)
                 return process
             except TimeoutError:
                 if time.monotonic() > deadline:
                     process.terminate()
-                    raise UsageError(f"{c.model_name} did not become AVAILABLE within {timeout:.0f} s.")
+                    raise UserError(f"{c.model_name} did not become AVAILABLE within {timeout:.0f} s.")
 
 
-@exit_on_usage_error
+@exit_on_user_error
 def run(c: TfServingConfig) -> int:
     if not c.model_base_path.is_dir():
-        raise UsageError(f"{c.model_base_path} is not a folder; export a model first (python -m export.to_onnx).")
+        raise UserError(f"{c.model_base_path} is not a folder; export a model first (python -m export.to_onnx).")
     files = write_configs(c)
     write_configs(dataclasses.replace(c, config_dir=c.config_dir / "docker"), f"/models/{c.model_name}", gpu=True)
     command = server_command(c, files)

@@ -13,25 +13,22 @@ skipped; the others are still processed and a summary is printed (exit status 1 
 
 import argparse
 import dataclasses
-import os
 import sys
 from pathlib import Path
 
 from PIL import Image
 from tqdm import tqdm
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from serving.errors import UsageError, describe, exit_on_usage_error  # noqa: E402
-from serving.images import DEFAULT_MAX_PIXELS, Picture, UnreadableImage, read_picture  # noqa: E402
-from serving.model_repository import resolve_version_dir  # noqa: E402
-from serving.tiling import model_facts, tiled_upscale  # noqa: E402
+from serving.errors import describe
+from serving.images import DEFAULT_MAX_PIXELS, Picture, UnreadableImage, read_picture
+from serving.tiling import model_facts, tiled_upscale
+from training.cli import exit_on_user_error, find_version, parser
 
 
 @dataclasses.dataclass(frozen=True)
 class UpscaleConfig:
     inputs: tuple[Path, ...]
-    out_dir: Path
+    out: Path
     backend: str = "onnx"
     model_dir: Path = Path("models/srgan")
     target: str | None = None  # host:port of the server; default: 127.0.0.1:8500 (grpc) or :8501 (rest)
@@ -42,10 +39,10 @@ class UpscaleConfig:
 
 
 def parse_args(argv=None) -> UpscaleConfig:
-    p = argparse.ArgumentParser(prog="python -m serving.upscale", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = parser("python -m serving.upscale", __doc__)
     p.add_argument("inputs", nargs="+", type=Path, help="image files")
-    p.add_argument("-o", "--out-dir", type=Path, required=True)
+    p.add_argument("-o", "--out", type=Path, required=True, help="folder for the upscaled images")
+    p.add_argument("--out-dir", dest="out", type=Path, help=argparse.SUPPRESS)  # its old name
     p.add_argument("--backend", choices=["onnx", "savedmodel", "grpc", "rest"], default="onnx",
                    help="grpc and rest: a running TF Serving (or serving.server) through that API")
     p.add_argument("--protocol", dest="backend", choices=["grpc", "rest"],
@@ -60,7 +57,7 @@ def parse_args(argv=None) -> UpscaleConfig:
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                    help="refuse files whose header claims more input pixels (checked before decoding)")
     args = p.parse_args(argv)
-    return UpscaleConfig(tuple(args.inputs), args.out_dir, args.backend, args.model_dir, args.target,
+    return UpscaleConfig(tuple(args.inputs), args.out, args.backend, args.model_dir, args.target,
                          args.model_name, args.tile, args.overlap, args.max_pixels)
 
 
@@ -74,10 +71,7 @@ def make_upscaler(config: UpscaleConfig):
         from serving.rest_client import SrganRestClient
         client = SrganRestClient(config.target or "127.0.0.1:8501", config.model_name)
         return client.upscale, None
-    try:
-        version_dir = resolve_version_dir(config.model_dir)
-    except FileNotFoundError as error:
-        raise UsageError(f"{error}; export one with python -m export.to_onnx.") from None
+    version_dir = find_version(config.model_dir)
     from serving.servable import OnnxRunner, SavedModelRunner
     runner = OnnxRunner(version_dir) if config.backend == "onnx" else SavedModelRunner(version_dir)
     return (lambda images: runner.run("serving_default", {"images": images})["sr_images"]), version_dir
@@ -93,24 +87,24 @@ def upscale_picture(picture: Picture, upscale, scale: int, tile: int, overlap: i
     return sr
 
 
-@exit_on_usage_error
+@exit_on_user_error
 def run(config: UpscaleConfig) -> int:
     upscale, version_dir = make_upscaler(config)
     scale, radius = model_facts(version_dir)
     overlap = radius if config.overlap is None else config.overlap
-    config.out_dir.mkdir(parents=True, exist_ok=True)
+    config.out.mkdir(parents=True, exist_ok=True)
     failed = []
     for path in tqdm(config.inputs, desc="upscaling", unit="img"):
         try:
             picture = read_picture(path, config.max_pixels)
             result = upscale_picture(picture, upscale, scale, config.tile, overlap)
-            result.save(config.out_dir / f"{path.stem}_x{scale}.png")
+            result.save(config.out / f"{path.stem}_x{scale}.png")
         except UnreadableImage as error:
             failed.append((path, error.reason))
         except Exception as error:  # noqa: BLE001 - one file's failure (a refused request…) never stops the rest
             failed.append((path, describe(error)))
     done = len(config.inputs) - len(failed)
-    print(f"upscaled {done} of {len(config.inputs)} images ×{scale} into {config.out_dir}")
+    print(f"upscaled {done} of {len(config.inputs)} images ×{scale} into {config.out}")
     for path, reason in failed:
         print(f"skipped {path}: {reason}", file=sys.stderr)
     return 1 if failed else 0

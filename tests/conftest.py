@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parents[1]
 
 # A generator and discriminator small enough for a CPU test, the article's layout otherwise.
@@ -18,7 +17,7 @@ def tiny_run_args(out_dir: Path, cache_dir: Path, *extra: str) -> list[str]:
     """`python -m training.run` arguments for a run of seconds: tiny networks, 32×32 crops, no XLA."""
     return [*TINY_MODEL, "--crop-size", "32", "--batch-size", "2", "--pretrain-steps", "2",
             "--epochs", "2", "--steps-per-epoch", "2", "--checkpoint-every", "1", "--no-xla",
-            "--content-loss", "mse", "--seed", "1", "--out-dir", str(out_dir), "--cache-dir", str(cache_dir),
+            "--content-loss", "mse", "--seed", "1", "--run-dir", str(out_dir), "--cache-dir", str(cache_dir),
             *extra]
 
 
@@ -59,4 +58,4 @@ def trained_run(tmp_path_factory, cache_dir) -> Path:
 def exported(trained_run):
     """Version 1 of a model repository exported from `trained_run`, with its parity report."""
     from export.to_onnx import ExportConfig, export
-    return export(ExportConfig(run_dir=trained_run, model_dir=trained_run.parent / "models"))
+    return export(ExportConfig(run_dir=trained_run, repository=trained_run.parent / "models"))

@@ -1,48 +1,21 @@
 """Helpers for tests that run the embedded server as a real process on 127.0.0.1."""
 
 import shutil
-import signal
-import subprocess
-import sys
-import threading
-import time
 
 import grpc
 from tensorflow.core.framework import tensor_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from serving import tensors
+from serving.process import EmbeddedServer
 from tests.conftest import REPO
 
 
-class ServerProcess:
+class ServerProcess(EmbeddedServer):
+    """The embedded server started from the repository root, as the tests run it."""
+
     def __init__(self, *args: str):
-        self.proc = subprocess.Popen([sys.executable, "-m", "serving.server", "--port", "0", *args], cwd=REPO,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.lines = []
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                break
-            self.lines.append(line)
-            if line.startswith("listening on"):
-                self.target = line.split()[-1]
-                threading.Thread(target=self._drain_output, daemon=True).start()
-                return
-        self.proc.kill()
-        raise RuntimeError("server did not start:\n" + "".join(self.lines))
-
-    def _drain_output(self):
-        for line in self.proc.stdout:
-            self.lines.append(line)
-
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=60)
-        finally:
-            self.proc.kill()
+        super().__init__(*args, timeout=120, cwd=REPO)
 
 
 def copy_version(src, base, version):

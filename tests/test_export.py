@@ -142,15 +142,15 @@ def test_failed_parity_exits_1_and_marks_the_version(run_dir, tmp_path):
 
 
 def test_versions_increase_and_are_never_overwritten(run_dir, tmp_path):
-    config = ExportConfig(run_dir=run_dir, model_dir=tmp_path)
+    config = ExportConfig(run_dir=run_dir, repository=tmp_path)
     assert export(config)[0].name == "1"
     assert export(config)[0].name == "2"
     pb = tmp_path / "srgan" / "1" / "saved_model.pb"
     stamp = pb.stat().st_mtime_ns
     with pytest.raises(SystemExit) as refused:
-        export(ExportConfig(run_dir=run_dir, model_dir=tmp_path, version=1))
+        export(ExportConfig(run_dir=run_dir, repository=tmp_path, version=1))
     assert refused.value.code == 2 and pb.stat().st_mtime_ns == stamp
-    export(ExportConfig(run_dir=run_dir, model_dir=tmp_path, version=1, overwrite=True))
+    export(ExportConfig(run_dir=run_dir, repository=tmp_path, version=1, overwrite=True))
     assert pb.stat().st_mtime_ns != stamp
     assert sorted(p.name for p in (tmp_path / "srgan").iterdir()) == ["1", "2"]
 
@@ -175,7 +175,7 @@ def test_a_killed_export_leaves_no_partial_version(run_dir, tmp_path):
     proc.wait()
     assert list(model_path.glob(".staging-*")), "the export should have been killed mid-way"
     assert [p for p in model_path.iterdir() if p.name.isdigit()] == []
-    version_dir, report = export(ExportConfig(run_dir=run_dir, model_dir=tmp_path))
+    version_dir, report = export(ExportConfig(run_dir=run_dir, repository=tmp_path))
     assert version_dir.name == "1" and report["passed"]
     assert not list(model_path.glob(".staging-*"))  # the abandoned one was cleaned up
 
@@ -203,7 +203,7 @@ def test_bad_input_is_one_sentence_and_exit_2(problem, run_dir, tmp_path):
 
 
 def test_fp16_variant_has_its_own_tolerance(run_dir, tmp_path):
-    result = run_module("export.to_onnx", "--run-dir", str(run_dir), "--model-dir", str(tmp_path), "--fp16")
+    result = run_module("export.to_onnx", "--run-dir", str(run_dir), "--repository", str(tmp_path), "--fp16")
     assert result.returncode == 0, result.stderr
     version_dir = tmp_path / "srgan" / "1"
     model = onnx.load(version_dir / "model_fp16.onnx")
@@ -270,7 +270,7 @@ def test_the_prelu_pass_leaves_a_pattern_whose_parts_are_used_elsewhere():
 
 
 def test_int8_copy_is_quantised_calibrated_and_scored_on_held_out_photographs(run_dir, tmp_path):
-    result = run_module("export.to_onnx", "--run-dir", str(run_dir), "--model-dir", str(tmp_path), "--int8",
+    result = run_module("export.to_onnx", "--run-dir", str(run_dir), "--repository", str(tmp_path), "--int8",
                         "--int8-max-loss", "50", "--int8-float-layers", "1")
     assert result.returncode == 0, result.stderr
     version_dir = tmp_path / "srgan" / "1"

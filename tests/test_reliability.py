@@ -26,6 +26,7 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from serving.client import SrganClient
 from serving.onnx_runtime import create_session
+from export.to_onnx import ExportConfig, export
 from tests.conftest import REPO, tiny_run_args, write_image
 from tests.servers import ServerProcess, copy_version, raw_predict
 
@@ -289,21 +290,33 @@ def test_training_on_a_folder_with_bad_files_uses_the_good_ones_and_reports_the_
     print(f"\ndata: {data['used']} images used, skipped {data['skipped']}")
 
 
-@pytest.mark.parametrize("delay", [0.5, 2.0, 4.0, 6.0])
-def test_an_export_killed_at_any_moment_leaves_no_partial_version(trained_run, tmp_path, delay):
+EXPORT_STAGES = ["writing the SavedModel", "writing the ONNX files", "measuring parity", "writing the reports"]
+
+
+@pytest.mark.parametrize("stage", EXPORT_STAGES)
+def test_an_export_killed_at_any_stage_leaves_no_partial_version(trained_run, tmp_path, stage):
+    """SIGKILL while the export is inside `stage` (it logs each stage as it starts), then export again."""
     model_path = tmp_path / "srgan"
     proc = subprocess.Popen([sys.executable, "-m", "export.to_onnx", "--run-dir", str(trained_run),
-                             "--model-dir", str(tmp_path)], cwd=REPO, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    time.sleep(delay + random.Random(delay).random())
-    proc.send_signal(signal.SIGKILL)
+                             "--repository", str(tmp_path)], cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if stage in line:
+            time.sleep(random.Random(stage).uniform(0.0, 0.3))  # somewhere inside the stage, not at its edge
+            break
+    proc.kill()
     proc.wait()
-    visible = [p.name for p in model_path.iterdir() if p.name.isdigit()] if model_path.exists() else []
-    # Either nothing is visible, or the export had finished and its version is complete.
-    assert visible in ([], ["1"])
-    if visible:
-        assert json.loads((model_path / "1" / "parity.json").read_text())["passed"]
-        assert (model_path / "1" / "model.onnx").exists() and (model_path / "1" / "export.json").exists()
+    assert any(stage in line for line in seen), f"the export never reached {stage!r}:\n" + "".join(seen)
+    visible = [p.name for p in model_path.iterdir() if not p.name.startswith(".")]
+    if visible:  # the last stage is short: the kill may come after the version was published, complete
+        assert visible == ["1"] and json.loads((model_path / "1" / "export.json").read_text())["parity_passed"]
+    else:  # killed while writing: the half-written work is hidden, nothing a server would load
+        assert [p for p in model_path.iterdir() if p.name.startswith(".staging-")]
+    version_dir, report = export(ExportConfig(run_dir=trained_run, repository=tmp_path))
+    assert report["passed"] and version_dir.name == str(len(visible) + 1)
+    assert sorted(p.name for p in model_path.iterdir()) == [*visible, version_dir.name]  # staging removed
 
 
 def test_version_folder_names_follow_tf_servings_rule():

@@ -12,7 +12,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from training.errors import UserError
+from training.cli import UserError
 from training.model import ModelSpec, build_generator
 from training.model.spec import SPEC_FILENAME
 from training.step import Networks
@@ -45,11 +45,11 @@ class RunCheckpoints:
 
     def check_spec(self) -> None:
         """Refuse to resume a run whose networks were a different size."""
-        if (self.directory / "model.json").exists():
+        if (self.directory / SPEC_FILENAME).exists():
             saved = ModelSpec.load(self.directory)
             if saved != self.spec:
                 raise UserError(f"{self.directory} holds a run with a different model ({saved}); use another "
-                                "--out-dir or the same model flags.")
+                                "--run-dir or the same model flags.")
 
     def restore_latest(self) -> str | None:
         """Restore the newest readable checkpoint; None when there is none (a fresh run)."""

@@ -4,7 +4,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from training.errors import UserError
+from training.cli import UserError, parser
 from training.model import ModelSpec
 
 
@@ -75,11 +75,10 @@ _MODEL_FLAGS = {"channels": int, "residual_blocks": int, "disc_channels": int, "
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m training.run",
-        description="Train the article's SRGAN (×4 super-resolution). Re-running with the same --out-dir "
-                    "resumes from its latest checkpoint.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter, argument_default=argparse.SUPPRESS)
+    # SUPPRESS: a flag not given leaves the preset's value; the help says what each preset has (_preset_defaults).
+    p = parser("python -m training.run",
+               "Train the article's SRGAN (×4 super-resolution). Re-running with the same --run-dir resumes from "
+               "its latest checkpoint.", argument_default=argparse.SUPPRESS)
     p.add_argument("--preset", choices=sorted(PRESETS), default="demo",
                    help="demo: runs in minutes on a CPU, no download; photos: trains a real model on a CPU "
                         "(~2 h on 2 cores), no download; seed: the article's settings on CelebA")
@@ -143,13 +142,61 @@ def build_parser() -> argparse.ArgumentParser:
     speed.add_argument("--logical-cpus", type=int,
                        help="split the CPU into N logical devices (to try --strategy mirrored without GPUs)")
     out = p.add_argument_group("output")
-    out.add_argument("--out-dir", type=Path, help="run directory; an existing one is resumed")
+    out.add_argument("--run-dir", dest="out_dir", type=Path,
+                     help="the run's folder (checkpoints, samples, logs); an existing one is resumed; the run "
+                          "export.to_onnx --run-dir reads")
+    out.add_argument("--out-dir", dest="out_dir", type=Path, help=argparse.SUPPRESS)  # its old name
     out.add_argument("--checkpoint-every", type=int, help="epochs between checkpoints (article: 20)")
     out.add_argument("--keep-checkpoints", type=int, help="how many checkpoints to keep")
     out.add_argument("--log-every", type=int, help="steps between TensorBoard scalars")
     out.add_argument("--eval-every", type=int,
                      help="pre-training steps between held-out evaluations and checkpoints (0: at its end)")
+    _preset_defaults(p)
     return p
+
+
+def _preset_value(config: TrainConfig, dest: str):
+    return getattr(config.model if dest in _MODEL_FLAGS else config, dest)
+
+
+def _preset_defaults(p: argparse.ArgumentParser) -> None:
+    """Append each flag's value in every preset to its help: "(default: 60)" or "(demo: 2, photos: 3, seed: 60)"."""
+    for action in p._actions:
+        if action.dest in ("help", "preset") or action.help == argparse.SUPPRESS:
+            continue
+        values = {name: _preset_value(preset, action.dest) for name, preset in sorted(PRESETS.items())}
+        shown = {name: "none" if v is None else (str(v).lower() if isinstance(v, bool) else str(v))
+                 for name, v in values.items()}
+        text = (f"default: {next(iter(shown.values()))}" if len(set(shown.values())) == 1
+                else ", ".join(f"{name}: {v}" for name, v in shown.items()))
+        action.help = f"{action.help} ({text})" if action.help else f"({text})"
+
+
+# (field, smallest allowed value) for every number a flag sets; None values mean "the default" and pass.
+_MINIMUMS = {"max_images": 1, "crop_size": 1, "eval_size": 1, "epochs": 0, "steps_per_epoch": 1, "batch_size": 1,
+             "pretrain_steps": 0, "checkpoint_every": 1, "keep_checkpoints": 1, "log_every": 1, "eval_every": 0,
+             "logical_cpus": 1}
+_POSITIVE_FLOATS = ("learning_rate", "gan_learning_rate", "residual_init_scale")
+
+
+def validate(config: TrainConfig) -> TrainConfig:
+    """Every numeric setting in range, or a UserError naming the flag: one sentence, exit status 2."""
+    def flag(name):
+        return "--" + name.replace("_", "-")
+    for name, minimum in _MINIMUMS.items():
+        value = getattr(config, name)
+        if value is not None and value < minimum:
+            raise UserError(f"{flag(name)} must be {'at least 1' if minimum else '0 or more'}, got {value}.")
+    for name in _POSITIVE_FLOATS:
+        value = getattr(config, name)
+        if value is not None and not value > 0:
+            raise UserError(f"{flag(name)} must be a positive number, got {value}.")
+    scale = config.model.scale
+    for name in ("crop_size", "eval_size"):
+        value = getattr(config, name)
+        if value is not None and value % scale:
+            raise UserError(f"{flag(name)} must be a multiple of the scale ({scale}), got {value}.")
+    return config
 
 
 def config_from_args(argv: list[str] | None = None) -> TrainConfig:
@@ -162,5 +209,6 @@ def config_from_args(argv: list[str] | None = None) -> TrainConfig:
         try:
             config = dataclasses.replace(config, model=dataclasses.replace(config.model, **model_changes))
         except ValueError as error:
-            raise UserError(f"{error}.") from None
-    return config
+            name, _, rest = str(error).partition(" ")
+            raise UserError(f"--{name.replace('_', '-')} {rest}.") from None
+    return validate(config)

@@ -2,7 +2,7 @@
 
 import tensorflow as tf
 
-from training.errors import UserError
+from training.cli import UserError
 
 
 def split_cpu(n: int) -> None:

@@ -8,14 +8,13 @@ it, its configuration, the data it saw (with sources and licences) and its score
 photographs beside bicubic and Lanczos, computed by `training.evaluation`.
 """
 
-import argparse
 import dataclasses
 import json
 import shutil
 import sys
 from pathlib import Path
 
-from training.errors import UserError, exit_on_user_error
+from training.cli import UserError, exit_on_user_error, parser
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,8 +74,7 @@ def publish(config: PublishConfig) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m training.publish", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = parser("python -m training.publish", __doc__)
     p.add_argument("--run-dir", type=Path, default=PublishConfig.run_dir)
     p.add_argument("--out", type=Path, default=PublishConfig.out)
     config = PublishConfig(**vars(p.parse_args(argv)))

@@ -1,4 +1,4 @@
-"""`python -m training.run`: train the article's SRGAN; re-running with the same --out-dir resumes."""
+"""`python -m training.run`: train the article's SRGAN; re-running with the same --run-dir resumes."""
 
 import dataclasses
 import json
@@ -7,8 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+from training.cli import UserError, exit_on_user_error
 from training.config import TrainConfig, config_from_args
-from training.errors import UserError, exit_on_user_error
 
 
 def _content_loss(config: TrainConfig):
@@ -163,6 +163,7 @@ def _print_summary(summary: dict, out_dir: Path) -> None:
     print(f"generator weights fingerprint {summary['generator_fingerprint']}")
 
 
+@exit_on_user_error
 def main(argv: list[str] | None = None) -> int:
     from training.loop import Interrupted
     config = config_from_args(argv)

@@ -30,7 +30,7 @@ from tqdm import tqdm
 from training.data import photos
 from training.data.images import (IMAGE_SUFFIXES, BadImage, ImageReport, center_crop, read_rgb,
                                   save_png)
-from training.errors import UserError
+from training.cli import UserError
 
 HELD_OUT = 5
 DEMO_TILE = 128

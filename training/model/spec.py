@@ -27,7 +27,8 @@ class ModelSpec:
             raise ValueError(f"disc_head must be 'patch' or 'flatten', got {self.disc_head!r}")
         for name in ("channels", "residual_blocks", "disc_channels", "disc_dense"):
             if getattr(self, name) < (0 if name == "residual_blocks" else 1):
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+                raise ValueError(f"{name} must be {'0 or more' if name == 'residual_blocks' else 'positive'}, got "
+                                 f"{getattr(self, name)}")
 
     @property
     def upsample_stages(self) -> int:

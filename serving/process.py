@@ -1,0 +1,57 @@
+"""The embedded server as a child process: started, waited for with a timeout, stopped; one way for the demo,
+the latency benchmark and the tests.
+
+The server prints `READY host:port` once it listens. A thread reads the child's output from the start to
+its end (kept in `lines`), so the child never blocks on a full pipe however much it logs.
+"""
+
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from training.cli import UserError
+
+READY = "listening on"
+
+
+class EmbeddedServer:
+    """`python -m serving.server --port 0 *args`; `target` is its host:port once started. A context manager."""
+
+    def __init__(self, *args: str, timeout: float = 180, cwd: Path | None = None, env: dict | None = None):
+        self.proc = subprocess.Popen([sys.executable, "-m", "serving.server", "--port", "0", *args], cwd=cwd,
+                                     env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.lines: list[str] = []
+        self.target: str | None = None
+        self._ready = threading.Event()
+        threading.Thread(target=self._read_output, daemon=True).start()
+        if not self._ready.wait(timeout) or self.target is None:
+            self.proc.kill()
+            self.proc.wait()
+            why = f"exit status {self.proc.returncode}" if self.target is None and self._ready.is_set() \
+                else f"not listening after {timeout:.0f} s"
+            raise UserError(f"the server did not start ({why}); its last output:\n" + "".join(self.lines[-20:]))
+
+    def _read_output(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line)
+            if line.startswith(READY) and self.target is None:
+                self.target = line.split()[-1]
+                self._ready.set()
+        self._ready.set()  # the child ended: whoever waits stops waiting
+
+    def stop(self, timeout: float = 60) -> int:
+        """SIGTERM (the server drains requests in flight), then SIGKILL after `timeout`; the exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout)
+        finally:
+            self.proc.kill()
+
+    def __enter__(self) -> "EmbeddedServer":
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.stop()

@@ -1,0 +1,70 @@
+"""The command-line layer every entry point shares (training.cli): quiet TensorFlow, one-sentence errors,
+--help with defaults."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO, run_module
+from training.cli import TENSORFLOW_LOG_LINE
+
+IMPORT_AND_RUN = ("import sys, serving; print('ours before', file=sys.stderr); import tensorflow as tf; "
+                  "tf.constant(1.0) + 1; print('ours after', file=sys.stderr)")
+
+
+def _tensorflow_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if TENSORFLOW_LOG_LINE.match(line.encode())]
+
+
+def _python(code: str, **env) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "SRGAN_VERBOSE",
+                                                                "_SRGAN_SET_TF_LOG_LEVEL")}
+    return subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env={**clean, **env})
+
+
+def test_tensorflow_start_up_lines_are_kept_off_stderr_but_ours_are_not():
+    quiet = _python(IMPORT_AND_RUN)
+    assert quiet.returncode == 0, quiet.stderr
+    assert _tensorflow_lines(quiet.stderr) == [], quiet.stderr
+    assert "ours before" in quiet.stderr and "ours after" in quiet.stderr
+
+
+def test_srgan_verbose_shows_tensorflows_own_lines():
+    verbose = _python(IMPORT_AND_RUN, SRGAN_VERBOSE="1")
+    assert verbose.returncode == 0, verbose.stderr
+    assert _tensorflow_lines(verbose.stderr), verbose.stderr  # what the quiet run hides is really there
+
+
+@pytest.mark.parametrize("flags, sentence", [
+    (["--channels", "0"], "--channels must be positive, got 0."),
+    (["--log-every", "0"], "--log-every must be at least 1, got 0."),
+    (["--checkpoint-every", "0"], "--checkpoint-every must be at least 1, got 0."),
+    (["--batch-size", "-2"], "--batch-size must be at least 1, got -2."),
+    (["--crop-size", "30"], "--crop-size must be a multiple of the scale (4), got 30."),
+    (["--learning-rate", "0"], "--learning-rate must be a positive number, got 0.0."),
+    (["--residual-blocks", "-1"], "--residual-blocks must be 0 or more, got -1."),
+])
+def test_a_bad_training_number_is_one_sentence_and_exit_2(flags, sentence, tmp_path):
+    result = run_module("training.run", *flags, "--run-dir", str(tmp_path / "run"), timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [f"error: {sentence}"]
+    assert not (tmp_path / "run").exists()
+
+
+def test_training_help_shows_every_presets_defaults():
+    result = run_module("training.run", "--help", timeout=60)
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    assert "(demo: 24, photos: 6000, seed: 0)" in text  # --pretrain-steps
+    assert "--epochs EPOCHS (demo: 2, photos: 3, seed: 60)" in text
+    assert "--learning-rate LEARNING_RATE Adam learning rate (article: 1e-4) (demo: 0.0001, photos: 0.0002" in text
+    assert "--out-dir" not in text and "--run-dir" in text  # the old spelling works but is not offered
+
+
+def test_old_spellings_still_work(tmp_path):
+    from training.config import config_from_args
+    assert config_from_args(["--out-dir", str(tmp_path)]).out_dir == tmp_path
+    assert config_from_args(["--run-dir", str(tmp_path)]).out_dir == tmp_path
