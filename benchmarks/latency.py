@@ -29,6 +29,7 @@ import repo_path  # noqa: F401  (first: the packages importable, TensorFlow quie
 import measure
 import report
 from onnx_flops import model_flops
+from serving import contract
 from serving.onnx_runtime import create_session, default_providers, gpu_visible
 from training.cli import UserError, exit_on_user_error, find_version, parser
 
@@ -124,7 +125,7 @@ def in_process_backends(config: LatencyConfig, version_dir: Path) -> tuple[dict,
     if "savedmodel" in config.backends:
         from serving.servable import SavedModelRunner  # TensorFlow: only for this backend
         runner = SavedModelRunner(version_dir)
-        runs["savedmodel"] = lambda images: runner.run("serving_default", {"images": images})["sr_images"]
+        runs["savedmodel"] = lambda images: contract.upscale_uint8(runner, images)
     for provider in default_providers():
         name = provider if isinstance(provider, str) else provider[0]
         label = "onnx-" + name.removesuffix("ExecutionProvider").lower()
@@ -137,14 +138,14 @@ def in_process_backends(config: LatencyConfig, version_dir: Path) -> tuple[dict,
                 cpu_settings = settings  # the INT8 copy runs with the same settings
             session = create_session(version_dir / "model.onnx", [provider] if name == "CPUExecutionProvider"
                                      else [provider, "CPUExecutionProvider"], cpu_settings=settings)
-            runs[label] = lambda images, s=session: s.run(None, {"images": images})[0]
+            runs[label] = lambda images, s=session: s.run(None, {contract.UINT8_INPUT: images})[0]
     int8_model = version_dir / "model_int8.onnx"  # written by export.to_onnx --int8 when its quality holds
     if ("onnx" in config.backends and int8_model.exists()) or "onnx-int8" in config.backends:
         if not int8_model.exists():
             raise UserError(f"{int8_model} does not exist; export with python -m export.to_onnx --int8 (not written "
                             "when its quality cost was above the budget: see export.json).")
         session = create_session(int8_model, ["CPUExecutionProvider"], cpu_settings=cpu_settings)
-        runs["onnx-int8"] = lambda images, s=session: s.run(None, {"images": images})[0]
+        runs["onnx-int8"] = lambda images, s=session: s.run(None, {contract.UINT8_INPUT: images})[0]
     return runs, tuning
 
 

@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 import repo_path  # noqa: F401  (first: the packages importable, TensorFlow quiet)
+from serving import contract
 
 from serving.model_repository import version_dirs
 from training.cli import UserError, exit_on_user_error, find_version, parser
@@ -71,7 +72,7 @@ def _upscaler(version_dir: Path, backend: str, tile: int = 192):
     elif backend == "savedmodel":
         from serving.servable import SavedModelRunner
         runner = SavedModelRunner(version_dir)
-        run = lambda images: runner.run("serving_default", {"images": images})["sr_images"]  # noqa: E731
+        run = lambda images: contract.upscale_uint8(runner, images)  # noqa: E731
     else:
         raise UserError(f"unknown backend {backend!r}; use onnx, onnx-fp16, onnx-int8 or savedmodel.")
     scale, radius = model_facts(version_dir)

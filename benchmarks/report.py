@@ -66,8 +66,11 @@ def _json_bytes(size: int) -> int:
     import json
 
     import numpy as np
+
+    from serving import contract
     image = np.random.default_rng(0).integers(0, 256, (1, size, size, 3), dtype=np.uint8)
-    return len(json.dumps({"signature_name": "serving_default", "inputs": {"images": image.tolist()}}))
+    return len(json.dumps({"signature_name": contract.SERVING_DEFAULT,
+                           "inputs": {contract.UINT8_INPUT: image.tolist()}}))
 
 
 def _cpu_settings(env: dict) -> str:

@@ -12,14 +12,10 @@ import keras
 import tensorflow as tf
 
 from export.head import folded_head
+from serving.contract import (ENCODED_INPUT, ENCODED_OUTPUT, FLOAT_INPUT, FLOAT_OUTPUT, HALF_RANGE,
+                              PREDICT_ENCODED, PREDICT_FLOAT, SERVING_DEFAULT, UINT8_INPUT, UINT8_OUTPUT)
 from export.tiles import Tiling, bounded
 
-UINT8_INPUT = "images"
-UINT8_OUTPUT = "sr_images"
-FLOAT_INPUT = "lr"
-FLOAT_OUTPUT = "sr"
-ENCODED_INPUT = "image_bytes"
-ENCODED_OUTPUT = "sr_png_bytes"  # "_bytes": TF Serving's REST API base64-encodes it
 
 UINT8_SPEC = tf.TensorSpec([None, None, None, 3], tf.uint8, name=UINT8_INPUT)
 FLOAT_SPEC = tf.TensorSpec([None, None, None, 3], tf.float32, name=FLOAT_INPUT)
@@ -34,9 +30,9 @@ def plain(generator: keras.Model):
 
 
 def upscale_uint8(generate, images):
-    x = tf.cast(images, tf.float32) / 127.5 - 1.0
+    x = tf.cast(images, tf.float32) / HALF_RANGE - 1.0  # serving.contract.to_unit, in TensorFlow ops
     y = generate(x)
-    return tf.cast(tf.clip_by_value(tf.round((y + 1.0) * 127.5), 0.0, 255.0), tf.uint8)
+    return tf.cast(tf.clip_by_value(tf.round((y + 1.0) * HALF_RANGE), 0.0, 255.0), tf.uint8)
 
 
 def uint8_function(generate) -> tf.types.experimental.GenericFunction:
@@ -79,5 +75,5 @@ class ServingModule(tf.Module):
         self.serve_encoded = encoded_function(generate)
 
     def signatures(self) -> dict:
-        return {"serving_default": self.serve_uint8, "predict_float": self.serve_float,
-                "predict_encoded": self.serve_encoded}
+        return {SERVING_DEFAULT: self.serve_uint8, PREDICT_FLOAT: self.serve_float,
+                PREDICT_ENCODED: self.serve_encoded}

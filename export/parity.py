@@ -16,10 +16,9 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from export import graphs
+from serving import contract
 from serving.errors import describe
 from serving.onnx_runtime import create_session, cuda_options, gpu_visible
-from training.samples import to_uint8  # the exported graphs' own conversion: round half to even, clip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,10 +39,6 @@ class Backend:
     name: str
     run_float: object  # float32 NHWC [-1, 1] -> float32, or None where the backend has no float entry point
     run_uint8: object  # uint8 NHWC -> uint8
-
-
-def to_unit(images: np.ndarray) -> np.ndarray:
-    return images.astype(np.float32) / 127.5 - 1.0
 
 
 # -- inputs ---------------------------------------------------------------------------------------------------
@@ -85,15 +80,15 @@ def parity_cases(held_out_dir: Path | None, seed: int = 0) -> list[Case]:
 def keras_backend(generator) -> Backend:
     def run_float(x):
         return generator(x, training=False).numpy()
-    return Backend("keras", run_float, lambda images: to_uint8(run_float(to_unit(images))))
+    return Backend("keras", run_float, lambda images: contract.to_uint8(run_float(contract.to_unit(images))))
 
 
 def saved_model_backend(directory: Path) -> Backend:
     loaded = tf.saved_model.load(str(directory))
-    default, floats = loaded.signatures["serving_default"], loaded.signatures["predict_float"]
+    default, floats = loaded.signatures[contract.SERVING_DEFAULT], loaded.signatures[contract.PREDICT_FLOAT]
     return Backend("savedmodel",
-                   lambda x: floats(**{graphs.FLOAT_INPUT: tf.constant(x)})[graphs.FLOAT_OUTPUT].numpy(),
-                   lambda im: default(**{graphs.UINT8_INPUT: tf.constant(im)})[graphs.UINT8_OUTPUT].numpy())
+                   lambda x: floats(**{contract.FLOAT_INPUT: tf.constant(x)})[contract.FLOAT_OUTPUT].numpy(),
+                   lambda im: default(**{contract.UINT8_INPUT: tf.constant(im)})[contract.UINT8_OUTPUT].numpy())
 
 
 def graph_saved_model_backends(directory: Path) -> list[Backend]:
@@ -112,12 +107,12 @@ def graph_saved_model_backends(directory: Path) -> list[Backend]:
             buffer = io.BytesIO()
             Image.fromarray(image).save(buffer, format="PNG")
             blobs.append(buffer.getvalue())
-        pngs = runner().run("predict_encoded", {graphs.ENCODED_INPUT: np.array(blobs, dtype=object)})
-        return np.stack([np.asarray(Image.open(io.BytesIO(b))) for b in pngs[graphs.ENCODED_OUTPUT]])
+        pngs = runner().run(contract.PREDICT_ENCODED, {contract.ENCODED_INPUT: np.array(blobs, dtype=object)})
+        return np.stack([np.asarray(Image.open(io.BytesIO(b))) for b in pngs[contract.ENCODED_OUTPUT]])
 
     return [Backend("savedmodel-graph",
-                    lambda x: runner().run("predict_float", {graphs.FLOAT_INPUT: x})[graphs.FLOAT_OUTPUT],
-                    lambda im: runner().run("serving_default", {graphs.UINT8_INPUT: im})[graphs.UINT8_OUTPUT]),
+                    lambda x: runner().run(contract.PREDICT_FLOAT, {contract.FLOAT_INPUT: x})[contract.FLOAT_OUTPUT],
+                    lambda im: contract.upscale_uint8(runner(), im)),
             Backend("savedmodel-graph predict_encoded", None, run_encoded)]
 
 
@@ -127,8 +122,8 @@ def onnx_backend(name: str, uint8_path: Path, float_path: Path | None, provider:
                  else [(provider, cuda_options(parity=True)), "CPUExecutionProvider"])
     uint8_session = create_session(uint8_path, providers)
     float_session = create_session(float_path, providers) if float_path else None
-    run_float = (lambda x: float_session.run(None, {graphs.FLOAT_INPUT: x})[0]) if float_session else None
-    return Backend(name, run_float, lambda images: uint8_session.run(None, {graphs.UINT8_INPUT: images})[0])
+    run_float = (lambda x: float_session.run(None, {contract.FLOAT_INPUT: x})[0]) if float_session else None
+    return Backend(name, run_float, lambda images: uint8_session.run(None, {contract.UINT8_INPUT: images})[0])
 
 
 def onnx_backends(uint8_path: Path, float_path: Path | None, label: str = "onnx") -> list[Backend]:
@@ -144,7 +139,7 @@ def compare(reference: Backend, others: list[Backend], cases: list[Case], tolera
     pairs = []
     outputs = {}
     for case in cases:
-        x = to_unit(case.images)
+        x = contract.to_unit(case.images)
         outputs[case.name] = {"float": reference.run_float(x), "uint8": reference.run_uint8(case.images)}
     for backend in others:
         try:
@@ -167,7 +162,7 @@ def _compare_one(reference: Backend, backend: Backend, cases: list[Case], output
         ref = outputs[case.name]
         row = {"case": case.name}
         if backend.run_float is not None:
-            diff = np.abs(backend.run_float(to_unit(case.images)).astype(np.float64) - ref["float"])
+            diff = np.abs(backend.run_float(contract.to_unit(case.images)).astype(np.float64) - ref["float"])
             row.update(max_abs=float(diff.max()), mean_abs=float(diff.mean()))
         got = backend.run_uint8(case.images)
         assert got.shape == ref["uint8"].shape, f"{backend.name} gave {got.shape} for {case.name}"

@@ -7,7 +7,8 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
-from export.graphs import UINT8_INPUT, ServingModule
+from export.graphs import ServingModule
+from serving.contract import SERVING_DEFAULT, UINT8_INPUT
 from export.tiles import Tiling
 from serving.warmup import WARMUP_FILE
 # (batch, height, width) of the warm-up requests: the article's 32×32 at batch 1 and 4.
@@ -27,7 +28,7 @@ def write_warmup_requests(path: Path, model_name: str, shapes=WARMUP_SHAPES) -> 
     with tf.io.TFRecordWriter(str(path)) as writer:
         for n, h, w in shapes:
             request = predict_pb2.PredictRequest(
-                model_spec=model_pb2.ModelSpec(name=model_name, signature_name="serving_default"))
+                model_spec=model_pb2.ModelSpec(name=model_name, signature_name=SERVING_DEFAULT))
             images = rng.integers(0, 256, (n, h, w, 3), dtype=np.uint8)
             request.inputs[UINT8_INPUT].CopyFrom(tf.make_tensor_proto(images))
             log = prediction_log_pb2.PredictionLog(

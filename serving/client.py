@@ -16,7 +16,7 @@ import numpy as np
 from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc,
                                      predict_pb2, prediction_service_pb2_grpc)
 
-from serving import tensors
+from serving import contract, tensors
 from serving.client_base import ServingClient
 
 MAX_MESSAGE_BYTES = 1 << 30
@@ -55,7 +55,7 @@ class SrganClient(ServingClient):
                     raise
                 time.sleep(self.backoff * 2 ** attempt)
 
-    def predict(self, inputs: dict, signature: str = "serving_default") -> dict[str, np.ndarray]:
+    def predict(self, inputs: dict, signature: str = contract.SERVING_DEFAULT) -> dict[str, np.ndarray]:
         """Any signature: {input key: array} → {output key: array}."""
         request = predict_pb2.PredictRequest()
         self._spec(request.model_spec, signature)

@@ -8,6 +8,8 @@ import time
 
 import numpy as np
 
+from serving import contract
+
 
 class ServingClient:
     """What both clients (gRPC here, REST in serving.rest_client) offer on top of their `predict`, `status`,
@@ -34,7 +36,7 @@ class ServingClient:
         images = np.asarray(images)
         single = images.ndim == 3
         batch = images[None] if single else images
-        out = self.predict({"images": np.ascontiguousarray(batch, dtype=np.uint8)})["sr_images"]
+        out = self.predict({contract.UINT8_INPUT: np.ascontiguousarray(batch, dtype=np.uint8)})[contract.UINT8_OUTPUT]
         return out[0] if single else out
 
     def upscale_file(self, path, tile: int = 128) -> np.ndarray:

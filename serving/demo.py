@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from serving import contract
 from serving.client import SrganClient
 from serving.onnx_runtime import create_session
 from serving.process import EmbeddedServer
@@ -51,7 +52,7 @@ def run(model_dir: Path, image_path: Path | None, out_dir: Path) -> int:
             seconds = time.perf_counter() - started
     finally:
         status = server.stop()
-    reference = create_session(version_dir / "model.onnx").run(None, {"images": image[None]})[0][0]
+    reference = create_session(version_dir / "model.onnx").run(None, {contract.UINT8_INPUT: image[None]})[0][0]
     diff = np.abs(sr.astype(int) - reference)
     out_dir.mkdir(parents=True, exist_ok=True)
     out_path = out_dir / f"{image_path.stem}_grpc_x4.png"

@@ -24,7 +24,7 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
                                      model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc)
 from tensorflow_serving.apis import status_pb2
 
-from serving import tensors
+from serving import contract, tensors
 from serving.admission import MemoryBudget
 from serving.batching import Abandoned
 from serving.errors import ServingError, invalid_argument, not_found
@@ -177,7 +177,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         if not request.HasField("model_spec"):
             raise invalid_argument("Missing ModelSpec")
         servable = self.manager.resolve(request.model_spec)
-        signature = request.model_spec.signature_name or "serving_default"
+        signature = request.model_spec.signature_name or contract.SERVING_DEFAULT
         if signature not in servable.inputs:  # predict_util.cc: RunPredict
             raise ServingError(grpc.StatusCode.FAILED_PRECONDITION, f"Serving signature key \"{signature}\" not found.")
         signature_def = servable.signature_defs[signature]

@@ -21,7 +21,7 @@ from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Request, Response
 
-from serving import tensors
+from serving import contract, tensors
 from serving.batching import Abandoned
 from serving.errors import ServingError, invalid_argument
 from serving.metrics import METRICS
@@ -113,7 +113,7 @@ class RestApi:
 
     def _signature_def(self, spec):
         servable = self.prediction.manager.resolve(spec)
-        name = spec.signature_name or "serving_default"
+        name = spec.signature_name or contract.SERVING_DEFAULT
         if name not in servable.inputs:  # http_rest_api_handler.cc: GetInfoMap
             raise invalid_argument(f"Serving signature name: \"{name}\" not found in signature def")
         return servable.signature_defs[name]

@@ -15,6 +15,7 @@ import time
 import numpy as np
 import requests
 
+from serving import contract
 from serving.client_base import ServingClient
 
 
@@ -63,7 +64,7 @@ class SrganRestClient(ServingClient):
             time.sleep(self.backoff * 2 ** attempt)
         raise AssertionError("unreachable")
 
-    def predict(self, inputs: dict, signature: str = "serving_default") -> dict[str, np.ndarray]:
+    def predict(self, inputs: dict, signature: str = contract.SERVING_DEFAULT) -> dict[str, np.ndarray]:
         """Any signature: {input key: array} → {output key: array}, in the signature's dtypes (outputs named
         *_bytes come back as bytes)."""
         body = {"signature_name": signature, "inputs": {k: _to_json(np.asarray(v)) for k, v in inputs.items()}}

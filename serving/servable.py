@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
+from serving import contract
 from serving.onnx_runtime import create_session
 
 
@@ -99,19 +100,21 @@ class OnnxRunner:
         return bounded_upscale(images, lambda part: session.run(None, {key: part})[0], *self._plan)
 
     def run(self, signature: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        if signature == "serving_default":
-            return {"sr_images": self._bounded(self._uint8, "images", inputs["images"])}
-        if signature == "predict_float" and self._float is not None:
-            return {"sr": self._bounded(self._float, "lr", inputs["lr"])}
-        if signature == "predict_encoded":
-            return {"sr_png_bytes": np.array([self._encoded(b) for b in inputs["image_bytes"].ravel()],
-                                             dtype=object)}
+        if signature == contract.SERVING_DEFAULT:
+            return {contract.UINT8_OUTPUT: self._bounded(self._uint8, contract.UINT8_INPUT,
+                                                         inputs[contract.UINT8_INPUT])}
+        if signature == contract.PREDICT_FLOAT and self._float is not None:
+            return {contract.FLOAT_OUTPUT: self._bounded(self._float, contract.FLOAT_INPUT,
+                                                         inputs[contract.FLOAT_INPUT])}
+        if signature == contract.PREDICT_ENCODED:
+            encoded = [self._encoded(b) for b in inputs[contract.ENCODED_INPUT].ravel()]
+            return {contract.ENCODED_OUTPUT: np.array(encoded, dtype=object)}
         raise KeyError(signature)
 
     def _encoded(self, image_bytes: bytes) -> bytes:
         from PIL import Image
         rgb = np.asarray(Image.open(io.BytesIO(image_bytes)).convert("RGB"))
-        sr = self._bounded(self._uint8, "images", rgb[None])[0]
+        sr = self._bounded(self._uint8, contract.UINT8_INPUT, rgb[None])[0]
         buffer = io.BytesIO()
         Image.fromarray(sr).save(buffer, format="PNG")
         return buffer.getvalue()

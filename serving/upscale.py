@@ -19,6 +19,7 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
+from serving import contract
 from serving.errors import describe
 from serving.images import DEFAULT_MAX_PIXELS, Picture, UnreadableImage, read_picture
 from serving.tiling import model_facts, tiled_upscale
@@ -74,7 +75,7 @@ def make_upscaler(config: UpscaleConfig):
     version_dir = find_version(config.model_dir)
     from serving.servable import OnnxRunner, SavedModelRunner
     runner = OnnxRunner(version_dir) if config.backend == "onnx" else SavedModelRunner(version_dir)
-    return (lambda images: runner.run("serving_default", {"images": images})["sr_images"]), version_dir
+    return (lambda images: contract.upscale_uint8(runner, images)), version_dir
 
 
 def upscale_picture(picture: Picture, upscale, scale: int, tile: int, overlap: int) -> Image.Image:

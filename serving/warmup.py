@@ -7,6 +7,7 @@ that fails makes the whole load fail (servables/tensorflow/saved_model_warmup_ut
 
 from pathlib import Path
 
+from serving import contract
 from serving.errors import describe
 
 WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
@@ -35,7 +36,7 @@ def replay_warmup(version_dir: Path, runner) -> int:
                 raise WarmupError(f"unsupported warm-up record type {log.WhichOneof('log_type')!r}")
             request = log.predict_log.request
             inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
-            runner.run(request.model_spec.signature_name or "serving_default", inputs)
+            runner.run(request.model_spec.signature_name or contract.SERVING_DEFAULT, inputs)
             count += 1
     except WarmupError:
         raise

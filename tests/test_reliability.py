@@ -8,7 +8,6 @@ import concurrent.futures
 import json
 import random
 import shutil
-import signal
 import socket
 import struct
 import subprocess

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from serving.contract import to_uint8, to_unit
 from training import metrics, samples
 from training.checkpointing import GAN, PRETRAIN, RunCheckpoints
 from training.interrupt import StopRequest
@@ -43,7 +44,7 @@ class HeldOut:
 
     @property
     def lr_unit(self) -> np.ndarray:
-        return self.lr.astype(np.float32) / 127.5 - 1.0
+        return to_unit(self.lr)
 
 
 class Trainer:
@@ -143,7 +144,7 @@ class Trainer:
     # -- evaluation on the held-out images ------------------------------------------------------------
     def evaluate(self, kind: str, sheet_path: Path) -> dict:
         h = self.held_out
-        sr = samples.to_uint8(self.steps.nets.generator(h.lr_unit, training=False))
+        sr = to_uint8(self.steps.nets.generator(h.lr_unit, training=False))
         self.last_quality = metrics.quality_report(sr, h.bicubic, h.hr, h.scale)
         if self.write_files:
             samples.save_sample_sheet(h.bicubic, sr, h.hr, sheet_path)

@@ -8,11 +8,6 @@ import tensorflow as tf
 from training.data.images import save_png
 
 
-def to_uint8(unit_range) -> np.ndarray:
-    """[-1, 1] float → uint8, rounded and clipped, as the exported models do it."""
-    return np.clip(np.round((np.asarray(unit_range, dtype=np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
-
-
 def bicubic_upscale(lr_uint8: np.ndarray, scale: int) -> np.ndarray:
     """The baseline: bicubic ×scale in the same pipeline as the training data, back to uint8."""
     h, w = lr_uint8.shape[1:3]
