@@ -26,11 +26,11 @@ class EmbeddedServer:
         self.target: str | None = None
         self._ready = threading.Event()
         threading.Thread(target=self._read_output, daemon=True).start()
-        if not self._ready.wait(timeout) or self.target is None:
+        ended = self._ready.wait(timeout)
+        if self.target is None:
             self.proc.kill()
-            self.proc.wait()
-            why = f"exit status {self.proc.returncode}" if self.target is None and self._ready.is_set() \
-                else f"not listening after {timeout:.0f} s"
+            status = self.proc.wait()
+            why = f"exit status {status}" if ended else f"not listening after {timeout:.0f} s"
             raise UserError(f"the server did not start ({why}); its last output:\n" + "".join(self.lines[-20:]))
 
     def _read_output(self) -> None:

@@ -68,3 +68,10 @@ def test_old_spellings_still_work(tmp_path):
     from training.config import config_from_args
     assert config_from_args(["--out-dir", str(tmp_path)]).out_dir == tmp_path
     assert config_from_args(["--run-dir", str(tmp_path)]).out_dir == tmp_path
+
+
+def test_a_server_that_cannot_start_is_reported_with_its_own_words(tmp_path):
+    from serving.process import EmbeddedServer
+    from training.cli import UserError
+    with pytest.raises(UserError, match=r"(?s)did not start \(exit status 2\).*is not a folder"):
+        EmbeddedServer("--model_base_path", str(tmp_path / "missing"), timeout=60, cwd=REPO)
