@@ -216,7 +216,7 @@ def serve(config: ServerConfig) -> None:
              f"{server.budget.limit_bytes / 2**20:,.0f}", "" if config.max_inflight_bytes else
              " (half the memory available)", f"{server.prediction.limits.max_pixels:,}")
     if server.rest_port:
-        log.info("REST API and Prometheus metrics (/monitoring/prometheus/metrics) on %s:%d", config.host,
+        log.info("REST API and Prometheus metrics (/monitoring/prometheus/metrics) on %s:%s", config.host,
                  server.rest_port)
     print(f"{READY} {config.host}:{port}", flush=True)  # the line scripts wait for (serving.process)
     stop.wait()

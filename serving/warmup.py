@@ -28,7 +28,8 @@ def replay_warmup(version_dir: Path, runner) -> int:
 
     count = 0
     try:
-        for record in tf.compat.v1.io.tf_record_iterator(str(path)):
+        for tensor in tf.data.TFRecordDataset(str(path)):
+            record = tensor.numpy()
             if count >= MAX_RECORDS:
                 raise WarmupError(f"more than {MAX_RECORDS} warm-up records in {path}")
             log = prediction_log_pb2.PredictionLog.FromString(record)

@@ -1,6 +1,7 @@
 """Helpers for tests that run the embedded server as a real process on 127.0.0.1."""
 
 import shutil
+import socket
 
 import grpc
 from tensorflow.core.framework import tensor_pb2
@@ -16,6 +17,12 @@ class ServerProcess(EmbeddedServer):
 
     def __init__(self, *args: str):
         super().__init__(*args, timeout=120, cwd=REPO)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def copy_version(src, base, version):

@@ -2,6 +2,7 @@
 --help with defaults."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -75,3 +76,18 @@ def test_a_server_that_cannot_start_is_reported_with_its_own_words(tmp_path):
     from training.cli import UserError
     with pytest.raises(UserError, match=r"(?s)did not start \(exit status 2\).*is not a folder"):
         EmbeddedServer("--model_base_path", str(tmp_path / "missing"), timeout=60, cwd=REPO)
+
+
+def test_the_server_logs_with_timestamps_and_prints_one_ready_line(exported):
+    from tests.servers import ServerProcess, free_port
+    rest_port = free_port()
+    server = ServerProcess("--model_base_path", str(exported[0].parent), "--rest_api_port", str(rest_port))
+    assert server.stop() == 0
+    lines = server.lines
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d INFO "
+    for pattern in (stamp + r"serving\.manager: loaded srgan version 1 \(savedmodel\) in [\d.]+ s$",
+                    stamp + rf"serving\.server: REST API .* on 127\.0\.0\.1:{rest_port}$",
+                    stamp + r"serving\.server: stopped$"):
+        assert any(re.match(pattern, line) for line in lines), (pattern, "".join(lines))
+    assert [line for line in lines if line.startswith("listening on ")] == [f"listening on {server.target}\n"]
+    assert "Logging error" not in "".join(lines) and not _tensorflow_lines("".join(lines))

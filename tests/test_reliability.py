@@ -27,7 +27,7 @@ from serving.client import SrganClient
 from serving.onnx_runtime import create_session
 from export.to_onnx import ExportConfig, export
 from tests.conftest import REPO, tiny_run_args, write_image
-from tests.servers import ServerProcess, copy_version, raw_predict
+from tests.servers import ServerProcess, copy_version, free_port, raw_predict
 
 
 def _healthy(target) -> bool:
@@ -137,14 +137,8 @@ def test_a_corrupt_new_version_is_reported_and_the_last_good_one_keeps_serving(r
         assert server.stop() == 0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_a_killed_and_restarted_server_is_reached_by_the_clients_retry(repository):
-    port = _free_port()
+    port = free_port()
     args = ("--model_base_path", str(repository), "--port", str(port))
     first = ServerProcess(*args)
     first.proc.kill()

@@ -3,7 +3,6 @@
 import base64
 import io
 import json
-import socket
 import urllib.error
 import urllib.request
 
@@ -12,15 +11,9 @@ import pytest
 from PIL import Image
 
 from tests.conftest import run_module, write_image
-from tests.servers import ServerProcess, copy_version, raw_predict
+from tests.servers import ServerProcess, copy_version, free_port, raw_predict
 
 BUDGET = 200 << 20
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +21,7 @@ def server(exported, tmp_path_factory):
     base = tmp_path_factory.mktemp("rest") / "srgan"
     base.mkdir()
     copy_version(exported[0], base, 1)
-    port = _free_port()
+    port = free_port()
     process = ServerProcess("--model_base_path", str(base), "--rest_api_port", str(port),
                             "--file_system_poll_wait_seconds", "0", "--max_pixels_per_request", str(1 << 20),
                             "--max_inflight_bytes", str(BUDGET), "--rest_api_max_body_bytes", str(16 << 20))

@@ -61,12 +61,18 @@ def find_version(path: Path) -> Path:
         raise UserError(f"{error}; export one with python -m export.to_onnx.") from None
 
 
-def setup_logging(level: int | None = None) -> None:
+OUR_LOGGERS = ("training", "export", "serving")
+
+
+def setup_logging() -> None:
     """Timestamped log lines on stderr for what happens over time (versions loaded, requests refused, export
-    stages); `print` stays for results. SRGAN_VERBOSE=1 adds DEBUG."""
+    stages); `print` stays for results. Our loggers say INFO, the libraries' (tf2onnx, TensorFlow) only
+    warnings; SRGAN_VERBOSE=1: everything."""
     import logging
-    logging.basicConfig(level=level or (logging.DEBUG if verbose() else logging.INFO), stream=sys.stderr,
+    logging.basicConfig(level=logging.DEBUG if verbose() else logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%Y-%m-%d %H:%M:%S")
+    for name in OUR_LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose() else logging.INFO)
 
 
 def verbose() -> bool:
