@@ -80,7 +80,8 @@ def verbose() -> bool:
 
 
 class _QuietImport(importlib.abc.MetaPathFinder):
-    """Finds nothing itself: on the first import of tensorflow it wraps the real loader in `_captured_fd2`."""
+    """Finds nothing itself: on the first import of tensorflow it wraps the real loader's `exec_module` in
+    `_run_with_fd2_filtered`, then steps aside."""
 
     def find_spec(self, name, path, target=None):
         if name != "tensorflow":
@@ -122,7 +123,7 @@ def _quiet_absl() -> None:
 
 def quiet_tensorflow() -> None:
     """Keep TensorFlow's C++ start-up and log lines off the terminal (module docstring). Idempotent."""
-    if verbose() or "TF_CPP_MIN_LOG_LEVEL" in os.environ and not _set_by_us():
+    if verbose() or ("TF_CPP_MIN_LOG_LEVEL" in os.environ and not _set_by_us()):
         return
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     os.environ["_SRGAN_SET_TF_LOG_LEVEL"] = "1"  # children inherit both: they are quiet too
