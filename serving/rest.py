@@ -10,6 +10,7 @@ budget, batching, metrics). A WSGI application (werkzeug) served by waitress; no
 import base64
 import json
 import re
+import time
 from urllib.parse import unquote
 
 import grpc
@@ -51,8 +52,11 @@ class RestApi:
         self.prediction = prediction  # serving.grpc_service.PredictionService
         self.models = models  # serving.grpc_service.ModelService
         self.max_body_bytes = max_body_bytes
+        self.draining = False  # set on SIGTERM: requests already running finish, new ones are turned away
 
     def __call__(self, environ, start_response):
+        if self.draining:
+            return _json(503, {"error": "the server is shutting down"})(environ, start_response)
         request = Request(environ)
         request.max_content_length = self.max_body_bytes
         return self.respond(request)(environ, start_response)
@@ -257,6 +261,26 @@ def _metadata_json(response) -> dict:
     options = dict(preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
     return {"model_spec": json_format.MessageToDict(response.model_spec, **options),
             "metadata": {"signature_def": json_format.MessageToDict(signature_map, **options)}}
+
+
+def drain_and_close(server, app: RestApi, timeout: float) -> bool:
+    """Turn new requests away (503), let the running ones finish and their answers leave (up to `timeout`
+    seconds), then close; True when nothing was cut off. `server`: what `serve_rest` returned."""
+    app.draining = True
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:  # the channels belong to waitress's loop thread: a changing dict means "look again"
+            busy = any(channel.requests or channel.total_outbufs_len
+                       for channel in list(server.active_channels.values()))
+        except RuntimeError:
+            busy = True
+        if not busy:
+            break
+        time.sleep(0.02)
+    else:
+        busy = True
+    server.close()
+    return not busy
 
 
 def serve_rest(app: RestApi, host: str, port: int, threads: int):

@@ -67,9 +67,9 @@ class SrganRestClient(ServingClient):
     def predict(self, inputs: dict, signature: str = contract.SERVING_DEFAULT) -> dict[str, np.ndarray]:
         """Any signature: {input key: array} → {output key: array}, in the signature's dtypes (outputs named
         *_bytes come back as bytes)."""
+        dtypes = self._output_dtypes(signature)  # first (then cached): the predict is the last call made
         body = {"signature_name": signature, "inputs": {k: _to_json(np.asarray(v)) for k, v in inputs.items()}}
         outputs = self._call("POST", self._model_url() + ":predict", body)["outputs"]
-        dtypes = self._output_dtypes(signature)
         if not isinstance(outputs, dict) or _is_b64(outputs):
             outputs = {next(iter(dtypes)): outputs}  # one output: TF Serving sends its value without a name
         return {k: _from_json(v, dtypes.get(k)) for k, v in outputs.items()}

@@ -147,7 +147,7 @@ class ModelServer:
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(self.models, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         self.port = None
-        self.rest, self.rest_port = None, None
+        self.rest, self.rest_app, self.rest_port = None, None, None
 
     def _derived_max_pixels(self) -> int:
         """The largest request the budget admits for every loaded version (the article's default otherwise)."""
@@ -184,16 +184,21 @@ class ModelServer:
     def start_rest(self, port: int) -> int:
         """TF Serving's REST API on `port` (0: any free one); returns the port bound."""
         from serving.rest import RestApi, serve_rest
-        app = RestApi(self.prediction, self.models, self.config.rest_api_max_body_bytes)
-        self.rest, bound = serve_rest(app, self.config.host, port, self.config.rest_api_num_threads)
+        self.rest_app = RestApi(self.prediction, self.models, self.config.rest_api_max_body_bytes)
+        self.rest, bound = serve_rest(self.rest_app, self.config.host, port, self.config.rest_api_num_threads)
         threading.Thread(target=self.rest.run, name="rest-api", daemon=True).start()
         return bound
 
     def stop(self) -> None:
+        """Finish what is in flight on both APIs (up to --drain_seconds), refusing anything new."""
         self.health.enter_graceful_shutdown()  # health checks now answer NOT_SERVING
+        if self.rest_app:
+            self.rest_app.draining = True  # new REST requests get 503 while gRPC drains
         self.server.stop(grace=self.config.drain_seconds).wait()
         if self.rest:
-            self.rest.close()
+            from serving.rest import drain_and_close
+            if not drain_and_close(self.rest, self.rest_app, self.config.drain_seconds):
+                log.warning("REST requests still running after %s s were cut off", self.config.drain_seconds)
         if self.batcher:
             self.batcher.close()
         self.manager.stop()

@@ -203,3 +203,24 @@ def test_the_rest_client_and_upscale_command_give_the_grpc_answer(server, tmp_pa
         assert result.returncode == 0, result.stderr[-2000:]
     same = [np.asarray(Image.open(tmp_path / protocol / "photo_x4.png")) for protocol in ("grpc", "rest")]
     assert same[0].shape == (160, 120, 3) and np.array_equal(*same)
+
+
+def test_sigterm_lets_the_rest_request_in_flight_finish(exported, tmp_path):
+    import concurrent.futures
+    import time
+
+    from serving.rest_client import SrganRestClient
+    base = tmp_path / "srgan"
+    base.mkdir()
+    copy_version(exported[0], base, 1)
+    port = free_port()
+    process = ServerProcess("--model_base_path", str(base), "--rest_api_port", str(port))
+    big = _images((4, 96, 96))
+    with SrganRestClient(f"127.0.0.1:{port}", retries=0) as client, \
+            concurrent.futures.ThreadPoolExecutor(1) as pool:
+        client.wait_until_available()
+        future = pool.submit(client.upscale, big)
+        time.sleep(0.5)  # the request is running in the server now
+        code = process.stop()
+        assert future.result().shape == (4, 384, 384, 3)  # answered in full, not cut off by the shutdown
+    assert code == 0 and "were cut off" not in "".join(process.lines)
