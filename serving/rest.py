@@ -270,8 +270,8 @@ def drain_and_close(server, app: RestApi, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:  # the channels belong to waitress's loop thread: a changing dict means "look again"
-            busy = any(channel.requests or channel.total_outbufs_len
-                       for channel in list(server.active_channels.values()))
+            busy = any(getattr(channel, "requests", None) or getattr(channel, "total_outbufs_len", 0)
+                       for channel in list(getattr(server, "active_channels", {}).values()))
         except RuntimeError:
             busy = True
         if not busy:
