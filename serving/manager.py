@@ -162,6 +162,7 @@ class ModelManager:
         self.allow_unavailable_labels = allow_unavailable_labels
         self.readable = True
         self.on_readable_change = None  # called with False/True when a base path stops/starts being readable
+        self.on_polled = None  # called after every poll (versions may have been loaded or unloaded)
         self.poll_seconds = poll_seconds
         self.models = {c.name: ServedModel(c, backend) for c in configs}
         # A reload request may only name base paths inside the repositories the server was started on.
@@ -187,6 +188,8 @@ class ModelManager:
             self.readable = readable
             if self.on_readable_change:
                 self.on_readable_change(readable)
+        if self.on_polled:
+            self.on_polled()
 
     def start(self) -> None:
         self.poll()

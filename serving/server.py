@@ -154,6 +154,15 @@ class ModelServer:
         costs = [s.cost for m in self.manager.models.values() for s in list(m.available.values())]
         return min((c.max_pixels(self.budget.limit_bytes) for c in costs), default=Limits.max_pixels)
 
+    def _derive_pixel_limit(self) -> None:
+        """After each poll: the versions loaded may have changed, and with them the largest request that fits."""
+        limit = self._derived_max_pixels()
+        if limit != self.prediction.limits.max_pixels:
+            self.prediction.limits = dataclasses.replace(self.prediction.limits, max_pixels=limit, from_budget=True)
+            if self.port is not None:  # at start, the start-up line says it
+                log.info("largest request now %s input pixels (derived from the memory budget for the versions "
+                         "loaded)", f"{limit:,}")
+
     def _set_health(self, readable: bool) -> None:
         status = health_pb2.HealthCheckResponse.SERVING if readable else health_pb2.HealthCheckResponse.NOT_SERVING
         for service in ("", "tensorflow.serving.PredictionService", "tensorflow.serving.ModelService"):
@@ -161,6 +170,9 @@ class ModelServer:
 
     def start(self) -> int:
         self.manager.on_readable_change = self._set_health
+        if not self.config.max_pixels_per_request:
+            self.prediction.limits = dataclasses.replace(self.prediction.limits, from_budget=True)
+            self.manager.on_polled = self._derive_pixel_limit
         self.manager.start()
         if not self.config.allow_version_labels_for_unavailable_models:
             try:
@@ -169,9 +181,6 @@ class ModelServer:
                 self.manager.stop()
                 raise UserError(f"{refusal.message} (TF Serving refuses such a label at start too; pass "
                                  "--allow_version_labels_for_unavailable_models to accept it).") from None
-        if not self.config.max_pixels_per_request:
-            self.prediction.limits = dataclasses.replace(self.prediction.limits, max_pixels=self._derived_max_pixels(),
-                                                         from_budget=True)
         self.port = self.server.add_insecure_port(f"{self.config.host}:{self.config.port}")
         if self.port == 0:
             raise UserError(f"cannot bind {self.config.host}:{self.config.port}; is the port in use?")

@@ -469,6 +469,32 @@ def test_a_memory_budget_queues_concurrent_large_requests_and_bounds_peak_memory
     assert growth < budget_mb + overhead_mb
 
 
+def test_the_derived_pixel_limit_follows_the_versions_loaded(repository, exported):
+    """The default --max_pixels_per_request is the largest request the budget admits for the versions loaded:
+    a version whose spec costs more (its export.json says 64 channels) lowers it once it is loaded."""
+    server = ServerProcess("--model_base_path", str(repository), "--file_system_poll_wait_seconds", "0.2",
+                           "--max_inflight_bytes", str(250 << 20))
+    image = np.zeros((1, 200, 200, 3), np.uint8)  # 40 000 pixels: under the tiny model's limit, over the wide one's
+    try:
+        assert raw_predict(server.target, {"images": image}).outputs["sr_images"].tensor_shape.dim[1].size == 800
+        staging = repository / ".copy-2"
+        shutil.copytree(exported[0], staging)
+        record = json.loads((staging / "export.json").read_text())
+        record["model_spec"]["channels"] = 64
+        (staging / "export.json").write_text(json.dumps(record))
+        staging.rename(repository / "2")
+        deadline = time.monotonic() + 60
+        while not any("largest request now" in line for line in server.lines):
+            assert time.monotonic() < deadline, "".join(server.lines)
+            time.sleep(0.2)
+        with pytest.raises(grpc.RpcError) as refused:
+            raw_predict(server.target, {"images": image})
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "memory budget" in refused.value.details()
+    finally:
+        assert server.stop() == 0
+
+
 def test_the_memory_budget_refuses_when_its_queue_is_full_and_drops_requests_whose_client_left():
     import threading
     from serving.admission import MemoryBudget
