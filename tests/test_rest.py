@@ -215,12 +215,13 @@ def test_sigterm_lets_the_rest_request_in_flight_finish(exported, tmp_path):
     copy_version(exported[0], base, 1)
     port = free_port()
     process = ServerProcess("--model_base_path", str(base), "--rest_api_port", str(port))
-    big = _images((4, 96, 96))
+    big = _images((4, 160, 160))  # seconds of JSON and inference on 2 cores: in flight when SIGTERM comes
     with SrganRestClient(f"127.0.0.1:{port}", retries=0) as client, \
             concurrent.futures.ThreadPoolExecutor(1) as pool:
         client.wait_until_available()
+        client.upscale(big[:1, :8, :8])  # the signature's types cached, the connection open: the POST goes first
         future = pool.submit(client.upscale, big)
-        time.sleep(0.5)  # the request is running in the server now
+        time.sleep(1.5)  # the request is running in the server now
         code = process.stop()
-        assert future.result().shape == (4, 384, 384, 3)  # answered in full, not cut off by the shutdown
+        assert future.result().shape == (4, 640, 640, 3)  # answered in full, not cut off by the shutdown
     assert code == 0 and "were cut off" not in "".join(process.lines)
