@@ -5,6 +5,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -66,9 +67,20 @@ def test_training_help_shows_every_presets_defaults():
 
 
 def test_old_spellings_still_work(tmp_path):
+    from export.to_onnx import parse_args as export_args
+    from serving.tf_serving import parse_args as tf_serving_args
+    from serving.upscale import parse_args as upscale_args
     from training.config import config_from_args
     assert config_from_args(["--out-dir", str(tmp_path)]).out_dir == tmp_path
     assert config_from_args(["--run-dir", str(tmp_path)]).out_dir == tmp_path
+    assert export_args(["--model-dir", str(tmp_path)]).repository == tmp_path
+    assert export_args([]).repository == Path("models")
+    assert upscale_args(["a.png", "--out-dir", str(tmp_path)]).out == tmp_path
+    assert upscale_args(["a.png", "-o", str(tmp_path)]).out == tmp_path
+    assert tf_serving_args(["--image", "example/serving:1"]).image == "example/serving:1"
+    with pytest.raises(SystemExit) as missing:  # -o is still required
+        upscale_args(["a.png"])
+    assert missing.value.code == 2
 
 
 def test_a_server_that_cannot_start_is_reported_with_its_own_words(tmp_path):
