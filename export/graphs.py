@@ -12,10 +12,9 @@ import keras
 import tensorflow as tf
 
 from export.head import folded_head
+from export.tiles import Tiling, bounded
 from serving.contract import (ENCODED_INPUT, ENCODED_OUTPUT, FLOAT_INPUT, FLOAT_OUTPUT, HALF_RANGE,
                               PREDICT_ENCODED, PREDICT_FLOAT, SERVING_DEFAULT, UINT8_INPUT, UINT8_OUTPUT)
-from export.tiles import Tiling, bounded
-
 
 UINT8_SPEC = tf.TensorSpec([None, None, None, 3], tf.uint8, name=UINT8_INPUT)
 FLOAT_SPEC = tf.TensorSpec([None, None, None, 3], tf.float32, name=FLOAT_INPUT)
