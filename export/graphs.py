@@ -15,6 +15,7 @@ from export.head import folded_head
 from export.tiles import Tiling, bounded
 from serving.contract import (ENCODED_INPUT, ENCODED_OUTPUT, FLOAT_INPUT, FLOAT_OUTPUT, HALF_RANGE,
                               PREDICT_ENCODED, PREDICT_FLOAT, SERVING_DEFAULT, UINT8_INPUT, UINT8_OUTPUT)
+from training.data.pipeline import to_unit_range
 
 UINT8_SPEC = tf.TensorSpec([None, None, None, 3], tf.uint8, name=UINT8_INPUT)
 FLOAT_SPEC = tf.TensorSpec([None, None, None, 3], tf.float32, name=FLOAT_INPUT)
@@ -29,8 +30,7 @@ def plain(generator: keras.Model):
 
 
 def upscale_uint8(generate, images):
-    x = tf.cast(images, tf.float32) / HALF_RANGE - 1.0  # serving.contract.to_unit, in TensorFlow ops
-    y = generate(x)
+    y = generate(to_unit_range(images))
     return tf.cast(tf.clip_by_value(tf.round((y + 1.0) * HALF_RANGE), 0.0, 255.0), tf.uint8)
 
 

@@ -10,6 +10,8 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
+from serving.contract import HALF_RANGE
+
 AUTOTUNE = tf.data.AUTOTUNE
 
 
@@ -25,8 +27,8 @@ class PipelineConfig:
 
 
 def to_unit_range(uint8_like):
-    """0–255 → [-1, 1], the article's (x − 127.5) / 127.5."""
-    return tf.cast(uint8_like, tf.float32) / 127.5 - 1.0
+    """0–255 → [-1, 1], the article's (x − 127.5) / 127.5: serving.contract.to_unit in TensorFlow ops."""
+    return tf.cast(uint8_like, tf.float32) / HALF_RANGE - 1.0
 
 
 def downsample(hr_255, config: PipelineConfig):
