@@ -1,7 +1,7 @@
 """The embedded server as a child process: started, waited for with a timeout, stopped; one way for the demo,
 the latency benchmark and the tests.
 
-The server prints `READY host:port` once it listens. A thread reads the child's output from the start to
+The server prints `listening on HOST:PORT` (READY) once it listens. A thread reads the child's output from the start to
 its end (kept in `lines`), so the child never blocks on a full pipe however much it logs.
 """
 

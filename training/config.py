@@ -179,23 +179,25 @@ _MINIMUMS = {"max_images": 1, "crop_size": 1, "eval_size": 1, "epochs": 0, "step
 _POSITIVE_FLOATS = ("learning_rate", "gan_learning_rate", "residual_init_scale")
 
 
+def _flag(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
 def validate(config: TrainConfig) -> TrainConfig:
     """Every numeric setting in range, or a UserError naming the flag: one sentence, exit status 2."""
-    def flag(name):
-        return "--" + name.replace("_", "-")
     for name, minimum in _MINIMUMS.items():
         value = getattr(config, name)
         if value is not None and value < minimum:
-            raise UserError(f"{flag(name)} must be {'at least 1' if minimum else '0 or more'}, got {value}.")
+            raise UserError(f"{_flag(name)} must be {'at least 1' if minimum else '0 or more'}, got {value}.")
     for name in _POSITIVE_FLOATS:
         value = getattr(config, name)
         if value is not None and not value > 0:
-            raise UserError(f"{flag(name)} must be a positive number, got {value}.")
+            raise UserError(f"{_flag(name)} must be a positive number, got {value}.")
     scale = config.model.scale
     for name in ("crop_size", "eval_size"):
         value = getattr(config, name)
         if value is not None and value % scale:
-            raise UserError(f"{flag(name)} must be a multiple of the scale ({scale}), got {value}.")
+            raise UserError(f"{_flag(name)} must be a multiple of the scale ({scale}), got {value}.")
     return config
 
 
@@ -210,5 +212,5 @@ def config_from_args(argv: list[str] | None = None) -> TrainConfig:
             config = dataclasses.replace(config, model=dataclasses.replace(config.model, **model_changes))
         except ValueError as error:
             name, _, rest = str(error).partition(" ")
-            raise UserError(f"--{name.replace('_', '-')} {rest}.") from None
+            raise UserError(f"{_flag(name)} {rest}.") from None
     return validate(config)
