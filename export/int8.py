@@ -17,6 +17,7 @@ import onnx
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
+from serving import contract
 from serving.onnx_runtime import create_session
 from training.data import photos
 from training.data.images import read_rgb
@@ -53,8 +54,8 @@ def _crops(pairs: list[Pair], side: int, per_photo: int, rng: np.random.Generato
 
 
 class _Calibration(CalibrationDataReader):
-    def __init__(self, input_name: str, images: list[np.ndarray]):
-        self._feeds = iter([{input_name: image[None]} for image in images])
+    def __init__(self, images: list[np.ndarray]):
+        self._feeds = iter([{contract.UINT8_INPUT: image[None]} for image in images])
 
     def get_next(self):
         return next(self._feeds, None)
@@ -71,8 +72,8 @@ def _conv_names_from_the_ends(model: onnx.ModelProto) -> list[str]:
     return order
 
 
-def _quantize(prepared: Path, path: Path, input_name: str, calibration: list[np.ndarray], float_layers) -> None:
-    quantize_static(str(prepared), str(path), _Calibration(input_name, calibration),
+def _quantize(prepared: Path, path: Path, calibration: list[np.ndarray], float_layers) -> None:
+    quantize_static(str(prepared), str(path), _Calibration(calibration),
                     quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                     per_channel=True, op_types_to_quantize=["Conv"], nodes_to_exclude=list(float_layers),
                     # Percentile, not MinMax: a few extreme activations would stretch every range (held-out
@@ -82,8 +83,7 @@ def _quantize(prepared: Path, path: Path, input_name: str, calibration: list[np.
 
 def _upscaler(path: Path):
     session = create_session(path, ["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    return lambda lr: session.run(None, {name: lr[None]})[0][0]
+    return lambda lr: session.run(None, {contract.UINT8_INPUT: lr[None]})[0][0]
 
 
 def _psnr_loss(float_model, int8_model, pairs: list[Pair], scale: int) -> tuple[float, dict]:
@@ -106,14 +106,13 @@ def write_int8_model(uint8_model: Path, path: Path, scale: int, settings: Int8Se
     calibration = [c.lr for c in _crops(training, settings.calibration_side, settings.crops_per_photo, rng, scale)]
     selection = _crops(training, 64, 1, rng, scale)
     float_model = _upscaler(uint8_model)
-    input_name = onnx.load(str(uint8_model), load_external_data=False).graph.input[0].name
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=".int8-") as work:
         prepared = Path(work) / "prepared.onnx"
         quant_pre_process(str(uint8_model), str(prepared), skip_symbolic_shape=True)
         candidates = _conv_names_from_the_ends(onnx.load(str(prepared)))
         float_layers: list[str] = []
         while True:
-            _quantize(prepared, path, input_name, calibration, float_layers)
+            _quantize(prepared, path, calibration, float_layers)
             selection_loss, _ = _psnr_loss(float_model, _upscaler(path), selection, scale)
             if selection_loss <= settings.max_psnr_loss or len(float_layers) >= min(settings.max_float_layers,
                                                                                     len(candidates)):
