@@ -19,7 +19,7 @@ demo: setup
 	$(PY) -m training.run --preset demo --run-dir runs/demo
 	$(PY) -m export.to_onnx --run-dir runs/demo --repository models --model-name srgan_demo
 	$(PY) -m export.to_onnx --weights training/pretrained/photos --repository models
-	$(PY) -m serving.demo --model-dir models/srgan --out results
+	$(PY) -m workflows.demo --model-dir models/srgan --out results
 	$(PY) benchmarks/quality.py --model-dir models/srgan --out results/quality
 	$(PY) benchmarks/latency.py --model-dir models/srgan --out results/latency
 

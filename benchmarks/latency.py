@@ -29,9 +29,9 @@ import repo_path  # noqa: F401  (first: the packages importable, TensorFlow quie
 import measure
 import report
 from onnx_flops import model_flops
-from serving import contract
+from core import contract
+from core.cli import UserError, exit_on_user_error, find_version, parser
 from serving.onnx_runtime import create_session, default_providers, gpu_visible
-from training.cli import UserError, exit_on_user_error, find_version, parser
 
 
 @dataclasses.dataclass(frozen=True)

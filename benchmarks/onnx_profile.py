@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 import repo_path  # noqa: F401  (first: the packages importable, TensorFlow quiet)
-from training.cli import parser
+from core.cli import parser
 
 
 @dataclasses.dataclass(frozen=True)

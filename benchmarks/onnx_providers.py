@@ -29,8 +29,8 @@ import onnxruntime as ort
 import repo_path  # noqa: F401  (first: the packages importable, TensorFlow quiet)
 
 import measure
+from core.cli import UserError, exit_on_user_error, find_version, parser
 from serving.onnx_runtime import cuda_options, gpu_visible
-from training.cli import UserError, exit_on_user_error, find_version, parser
 
 SHAPES = ((1, 32), (8, 32), (32, 32), (1, 128), (1, 512))  # (batch, input side)
 

@@ -20,10 +20,11 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 import repo_path  # noqa: F401  (first: the packages importable, TensorFlow quiet)
-from serving import contract
+from core import contract
 
-from serving.model_repository import version_dirs
-from training.cli import UserError, exit_on_user_error, find_version, parser
+from core.cli import UserError, exit_on_user_error, find_version, parser
+from core.export_record import ExportRecord
+from core.repository import ONNX_FP16, ONNX_INT8, ONNX_UINT8, version_dirs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,9 +58,9 @@ def parse_args(argv=None) -> QualityConfig:
 def _upscaler(version_dir: Path, backend: str, tile: int = 192):
     """uint8 H×W×3 → uint8 (4H)×(4W)×3 through one exported form of a version. Large photographs go through
     in tiles with the receptive-field overlap (the same numbers as whole-image inference, bounded memory)."""
-    from serving.tiling import model_facts, tiled_upscale
-    onnx_files = {"onnx": ("model.onnx", ""), "onnx-fp16": ("model_fp16.onnx", " (export with --fp16)"),
-                  "onnx-int8": ("model_int8.onnx", " (export with --int8; not written when its quality cost was "
+    from serving.tiling import tiled_upscale
+    onnx_files = {"onnx": (ONNX_UINT8, ""), "onnx-fp16": (ONNX_FP16, " (export with --fp16)"),
+                  "onnx-int8": (ONNX_INT8, " (export with --int8; not written when its quality cost was "
                                                    "above the budget: see export.json)")}
     if backend in onnx_files:
         from serving.onnx_runtime import create_session
@@ -75,7 +76,8 @@ def _upscaler(version_dir: Path, backend: str, tile: int = 192):
         run = lambda images: contract.upscale_uint8(runner, images)  # noqa: E731
     else:
         raise UserError(f"unknown backend {backend!r}; use onnx, onnx-fp16, onnx-int8 or savedmodel.")
-    scale, radius = model_facts(version_dir)
+    spec = ExportRecord.load(version_dir).model_spec
+    scale, radius = spec.scale, spec.receptive_radius
     return lambda lr: tiled_upscale(lr, run, scale, tile, radius)
 
 
@@ -94,10 +96,10 @@ def _version_dirs(config: QualityConfig) -> list[Path]:
 
 def _source_metrics(version_dir: Path) -> Path | None:
     """The metrics.jsonl of the run (or shipped generator) a version was exported from, if it is still there."""
-    export_json = version_dir / "export.json"
-    if not export_json.is_file():
+    source_checkpoint = ExportRecord.load(version_dir).source_checkpoint
+    if not source_checkpoint:
         return None
-    source = Path(json.loads(export_json.read_text()).get("source_checkpoint", ""))
+    source = Path(source_checkpoint)
     for folder in (source.parent, source.parent.parent):
         if (folder / "metrics.jsonl").is_file():
             return folder / "metrics.jsonl"

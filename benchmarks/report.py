@@ -67,7 +67,7 @@ def _json_bytes(size: int) -> int:
 
     import numpy as np
 
-    from serving import contract
+    from core import contract
     image = np.random.default_rng(0).integers(0, 256, (1, size, size, 3), dtype=np.uint8)
     return len(json.dumps({"signature_name": contract.SERVING_DEFAULT,
                            "inputs": {contract.UINT8_INPUT: image.tolist()}}))

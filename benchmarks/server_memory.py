@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 import repo_path  # noqa: F401  (first: the packages importable, TensorFlow quiet)
-from training.cli import parser
+from core.cli import parser
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -75,13 +75,13 @@ def measure(version_dir: Path, backend: str, size: int) -> dict:
 
 
 def _tiling(version_dir: Path) -> str:
-    from serving.tiling import export_record
-    tiling = export_record(version_dir).get("saved_model_tiling")
+    from core.export_record import ExportRecord
+    tiling = ExportRecord.load(version_dir).saved_model_tiling
     return f"tiles of {tiling['tile']} (windows {tiling['window']}²)" if tiling else "whole input"
 
 
 def main(argv=None) -> int:
-    from serving.model_repository import versions
+    from core.repository import versions
     config = parse_args(argv)
     chosen = config.versions or tuple(versions(config.model_dir))
     rows = []

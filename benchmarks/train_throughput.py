@@ -33,12 +33,12 @@ import tensorflow as tf
 
 import article_reference as article
 from measure import matmul_gflops
+from core.cli import parser
 from training import losses
 from training.data import pipeline, sources
 from training.model import build_discriminator, build_generator
 from training.model.flops import forward_flops
 from training.step import Networks, TrainSteps
-from training.cli import parser
 from training.vgg import FEATURE_LAYER
 
 

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from core.cli import UserError
 from training.checkpointing import TrainedGenerator, load_generator, load_weights  # noqa: F401 - re-exported
-from training.cli import UserError
 
 
 def find_checkpoint(run_dir: Path | None, checkpoint: Path | None) -> str:

@@ -11,10 +11,10 @@
 import keras
 import tensorflow as tf
 
+from core.contract import (ENCODED_INPUT, ENCODED_OUTPUT, FLOAT_INPUT, FLOAT_OUTPUT, HALF_RANGE,
+                              PREDICT_ENCODED, PREDICT_FLOAT, SERVING_DEFAULT, UINT8_INPUT, UINT8_OUTPUT)
 from export.head import folded_head
 from export.tiles import Tiling, bounded
-from serving.contract import (ENCODED_INPUT, ENCODED_OUTPUT, FLOAT_INPUT, FLOAT_OUTPUT, HALF_RANGE,
-                              PREDICT_ENCODED, PREDICT_FLOAT, SERVING_DEFAULT, UINT8_INPUT, UINT8_OUTPUT)
 from training.data.pipeline import to_unit_range
 
 UINT8_SPEC = tf.TensorSpec([None, None, None, 3], tf.uint8, name=UINT8_INPUT)

@@ -17,13 +17,14 @@ import onnx
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from serving import contract
+from core import contract
+from core.repository import ONNX_INT8
 from serving.onnx_runtime import create_session
 from training.data import photos
 from training.data.images import read_rgb
 from training.evaluation import Pair, held_out_pairs, make_pair, score_image
 
-FILE_NAME = "model_int8.onnx"
+FILE_NAME = ONNX_INT8
 FORMAT = "QDQ; uint8 activations, int8 per-channel weights; Conv only; percentile calibration (99.99)"
 
 

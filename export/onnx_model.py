@@ -7,9 +7,10 @@ import onnx
 import tensorflow as tf
 import tf2onnx
 
+from core.cli import UserError
+from core.repository import ONNX_FLOAT, ONNX_UINT8
 from export import graphs
 from export.onnx_passes import fuse_prelu
-from training.cli import UserError
 
 # Opsets before 13 lack what ONNX Runtime's newer optimisations assume; tf2onnx knows opsets up to its table.
 MIN_OPSET = 13
@@ -41,7 +42,7 @@ def write_onnx_models(generator: keras.Model, directory: Path, opset: int, metad
                       prelu_nodes: bool = False) -> dict:
     """model.onnx (the uint8 contract) and model_float.onnx (float32 [-1, 1]); returns their paths.
     `prelu_nodes`: each PReLU as one ONNX PRelu node (export.onnx_passes) instead of tf2onnx's five nodes."""
-    paths = {"uint8": directory / "model.onnx", "float": directory / "model_float.onnx"}
+    paths = {"uint8": directory / ONNX_UINT8, "float": directory / ONNX_FLOAT}
     convert(graphs.uint8_function(graphs.plain(generator)), graphs.UINT8_SPEC, paths["uint8"], opset,
             {**metadata, "input": "uint8 RGB NHWC 0-255", "output": "uint8 RGB NHWC 0-255"}, prelu_nodes)
     convert(graphs.float_function(graphs.plain(generator)), graphs.FLOAT_SPEC, paths["float"], opset,

@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from serving import contract
+from core import contract
 from serving.errors import describe
 from serving.onnx_runtime import create_session, cuda_options, gpu_visible
 

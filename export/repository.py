@@ -11,8 +11,8 @@ import shutil
 import uuid
 from pathlib import Path
 
-from serving.model_repository import versions
-from training.cli import UserError
+from core.cli import UserError
+from core.repository import versions
 
 _STAGING_PREFIX = ".staging-"
 

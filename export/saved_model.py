@@ -7,8 +7,8 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
+from core.contract import SERVING_DEFAULT, UINT8_INPUT
 from export.graphs import ServingModule
-from serving.contract import SERVING_DEFAULT, UINT8_INPUT
 from export.tiles import Tiling
 from serving.warmup import WARMUP_FILE
 # (batch, height, width) of the warm-up requests: the article's 32×32 at batch 1 and 4.

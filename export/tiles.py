@@ -15,7 +15,7 @@ import dataclasses
 
 import tensorflow as tf
 
-from serving.tiling import receptive_radius
+from core.model_spec import DEFAULT_TILE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,8 +29,8 @@ class Tiling:
         return self.tile + 2 * self.overlap
 
     @classmethod
-    def for_spec(cls, spec, tile: int = 128) -> "Tiling":
-        return cls(tile, receptive_radius(spec.residual_blocks, spec.scale), spec.scale)
+    def for_spec(cls, spec, tile: int = DEFAULT_TILE) -> "Tiling":
+        return cls(tile, spec.receptive_radius, spec.scale)
 
     def to_json(self) -> dict:
         return {**dataclasses.asdict(self), "window": self.window}

@@ -13,7 +13,10 @@ import logging
 import sys
 from pathlib import Path
 
-from training.cli import exit_on_user_error, parser, setup_logging
+from core.cli import exit_on_user_error, parser, setup_logging
+from core.export_record import ExportRecord
+from core.model_spec import DEFAULT_TILE
+from core.repository import ONNX_FP16, PARITY_REPORT
 
 log = logging.getLogger("export")
 
@@ -29,7 +32,7 @@ class ExportConfig:
     overwrite: bool = False
     opset: int | None = None  # default: the newest tf2onnx and onnx both know
     fp16: bool = False
-    tile: int = 128  # input pixels per tile side in the SavedModel's bounded-memory tiling
+    tile: int = DEFAULT_TILE  # input pixels per tile side in the SavedModel's bounded-memory tiling
     prelu_nodes: bool = False  # one ONNX PRelu node per PReLU (slower on ONNX Runtime's CPU provider today)
     int8: bool = False
     int8_max_loss: float = 0.1  # dB of held-out PSNR the INT8 copy may lose against the float model
@@ -98,7 +101,7 @@ def export(config: ExportConfig) -> tuple[Path, dict]:
     from export.checkpoint import find_checkpoint, load_generator, load_weights
     from export.repository import next_version, staged_version
     from export.tiles import Tiling
-    from training.cli import UserError
+    from core.cli import UserError
 
     if config.tile < 0:
         raise UserError(f"--tile must be a number of pixels (0: no tiling), got {config.tile}.")
@@ -123,7 +126,7 @@ def export(config: ExportConfig) -> tuple[Path, dict]:
         log.info("writing the ONNX files (opset %d)", opset)
         onnx_paths = onnx_model.write_onnx_models(trained.model, staging, opset, metadata, config.prelu_nodes)
         if config.fp16:
-            onnx_paths["fp16"] = onnx_model.write_float16_model(onnx_paths["uint8"], staging / "model_fp16.onnx")
+            onnx_paths["fp16"] = onnx_model.write_float16_model(onnx_paths["uint8"], staging / ONNX_FP16)
         int8_report = None
         if config.int8:
             log.info("quantising to INT8 (calibration on the training photographs)")
@@ -148,13 +151,13 @@ def export(config: ExportConfig) -> tuple[Path, dict]:
                   + ", ".join(c.name for c in cases) + ".")
         log.info("writing the reports")
         table = parity.write_report(groups, staging, header)
-        report = json.loads((staging / "parity.json").read_text())
-        (staging / "export.json").write_text(json.dumps({
-            **metadata, "model_spec": json.loads(trained.spec.to_json()), "version": version,
-            "saved_model_tiling": tiling.to_json() if tiling else None,
-            "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "files": sorted(p.name for p in staging.iterdir()), "versions": _versions(),
-            "parity_passed": report["passed"], "int8": int8_report}, indent=2) + "\n")
+        report = json.loads((staging / PARITY_REPORT).read_text())
+        ExportRecord(
+            model_spec=trained.spec, version=version, step=trained.step,
+            source_checkpoint=metadata["source_checkpoint"], opset=opset, saved_model_tiling=tiling.to_json() if tiling else None,
+            exported_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            files=tuple(sorted(p.name for p in staging.iterdir())), versions=_versions(),
+            parity_passed=report["passed"], int8=int8_report).save(staging)
     log.info("published %s/%d", model_path, version)
     print(table)
     if int8_report:

@@ -1,5 +1,3 @@
 """Serving the exported model: TF Serving's gRPC API and ONNX Runtime."""
 
-from training.cli import quiet_tensorflow
-
-quiet_tensorflow()  # TensorFlow's start-up lines would drown our output (training.cli)
+import core  # noqa: F401  (first: TensorFlow's start-up lines kept off the terminal, core.cli)

@@ -45,16 +45,15 @@ class RequestCost:
 
     @classmethod
     def for_version(cls, version_dir: Path, backend: str) -> "RequestCost":
-        from serving.tiling import export_record, window_plan
-        record = export_record(version_dir)
-        spec = record.get("model_spec", {})
-        channels, scale = spec.get("channels", 64), spec.get("scale", 4)
+        from core.export_record import ExportRecord
+        record = ExportRecord.load(version_dir)
+        channels, scale = record.model_spec.channels, record.model_spec.scale
         activations = 16 * channels * (scale ** 2 + 1) * (1.3 if backend == "onnx" else 1.0)
         if backend == "onnx":  # the server tiles ONNX inputs itself
-            _, tile, overlap = window_plan(version_dir)
+            _, tile, overlap = record.window_plan()
             window = tile + 2 * overlap
         else:  # the SavedModel tiles in its graph only when it was exported so (export.json says)
-            tiling = record.get("saved_model_tiling")
+            tiling = record.saved_model_tiling
             window = tiling["window"] if tiling else None
         return cls(activations, 15 + 33 * scale ** 2, None if window is None else window * window)
 

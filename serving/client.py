@@ -16,7 +16,8 @@ import numpy as np
 from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc,
                                      predict_pb2, prediction_service_pb2_grpc)
 
-from serving import contract, tensors
+from core import contract
+from serving import tensors
 from serving.client_base import ServingClient
 
 MAX_MESSAGE_BYTES = 1 << 30

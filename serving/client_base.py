@@ -8,7 +8,8 @@ import time
 
 import numpy as np
 
-from serving import contract
+from core import contract
+from core.model_spec import DEFAULT_TILE
 
 
 class ServingClient:
@@ -39,15 +40,15 @@ class ServingClient:
         out = self.predict({contract.UINT8_INPUT: np.ascontiguousarray(batch, dtype=np.uint8)})[contract.UINT8_OUTPUT]
         return out[0] if single else out
 
-    def upscale_file(self, path, tile: int = 128) -> np.ndarray:
+    def upscale_file(self, path, tile: int = DEFAULT_TILE) -> np.ndarray:
         """A picture of any size, sent as fixed-size tiles (one request each) that TF Serving's batcher can
         join with other clients' tiles; the stitched result equals whole-image inference."""
         from PIL import Image, ImageOps
 
-        from serving.tiling import receptive_radius, tiled_upscale
+        from serving.tiling import tiled_upscale
         with Image.open(path) as image:
             rgb = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
-        return tiled_upscale(rgb, self.upscale, 4, tile, receptive_radius())
+        return tiled_upscale(rgb, self.upscale, tile=tile)  # the article's generator's scale and radius
 
     def wait_until_available(self, timeout: float = 120.0) -> list[dict]:
         """Poll the model's status until a version is AVAILABLE."""

@@ -1,4 +1,4 @@
-"""Errors with TF Serving's status codes (command-line mistakes: `training.cli.UserError`)."""
+"""Errors with TF Serving's status codes (command-line mistakes: `core.cli.UserError`)."""
 
 import grpc
 

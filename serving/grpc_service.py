@@ -24,7 +24,8 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
                                      model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc)
 from tensorflow_serving.apis import status_pb2
 
-from serving import contract, tensors
+from core import contract
+from serving import tensors
 from serving.admission import MemoryBudget
 from serving.batching import Abandoned
 from serving.errors import ServingError, invalid_argument, not_found

@@ -18,9 +18,9 @@ import grpc
 from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
+from core.repository import version_dirs
 from serving.errors import ServingError, describe, invalid_argument, not_found
 from serving.metrics import METRICS
-from serving.model_repository import version_dirs
 from serving.servable import Servable
 
 log = logging.getLogger("serving.manager")

@@ -11,7 +11,7 @@ import sys
 import threading
 from pathlib import Path
 
-from training.cli import UserError
+from core.cli import UserError
 
 READY = "listening on"
 

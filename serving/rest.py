@@ -22,7 +22,8 @@ from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Request, Response
 
-from serving import contract, tensors
+from core import contract
+from serving import tensors
 from serving.batching import Abandoned
 from serving.errors import ServingError, invalid_argument
 from serving.metrics import METRICS

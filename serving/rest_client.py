@@ -15,7 +15,7 @@ import time
 import numpy as np
 import requests
 
-from serving import contract
+from core import contract
 from serving.client_base import ServingClient
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
-from serving import contract
+from core import contract
+from core.repository import ONNX_FLOAT, ONNX_UINT8
 from serving.onnx_runtime import create_session
 
 
@@ -80,20 +81,20 @@ class OnnxRunner:
 
     def __init__(self, version_dir: Path, providers: list[str] | None = None, intra_op_threads: int = 0,
                  tune_cpu: bool = True):
-        from serving.tiling import window_plan
+        from core.export_record import ExportRecord
         version_dir = Path(version_dir)
-        self._uint8 = create_session(version_dir / "model.onnx", providers, intra_op_threads)
+        self._uint8 = create_session(version_dir / ONNX_UINT8, providers, intra_op_threads)
         self.provider = self._uint8.get_providers()[0]
         self.cpu_settings, self.cpu_timings = None, []
         if tune_cpu and self.provider == "CPUExecutionProvider":  # threads, spinning, layout: timed here
             from serving.cpu_tuning import choose, sample_feed
-            self.cpu_settings, self.cpu_timings = choose(version_dir / "model.onnx", sample_feed(self._uint8))
-            self._uint8 = create_session(version_dir / "model.onnx", ["CPUExecutionProvider"],
+            self.cpu_settings, self.cpu_timings = choose(version_dir / ONNX_UINT8, sample_feed(self._uint8))
+            self._uint8 = create_session(version_dir / ONNX_UINT8, ["CPUExecutionProvider"],
                                          cpu_settings=self.cpu_settings)
-        float_path = version_dir / "model_float.onnx"
+        float_path = version_dir / ONNX_FLOAT
         self._float = (create_session(float_path, providers, intra_op_threads, cpu_settings=self.cpu_settings)
                        if float_path.exists() else None)
-        self._plan = window_plan(version_dir)  # tiled like the SavedModel, so memory stays bounded here too
+        self._plan = ExportRecord.load(version_dir).window_plan()  # tiled like the SavedModel, so memory stays bounded here too
 
     def _bounded(self, session, key: str, images: np.ndarray) -> np.ndarray:
         from serving.tiling import bounded_upscale

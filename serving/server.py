@@ -22,13 +22,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 from tensorflow_serving.config import model_server_config_pb2
 
+from core.cli import UserError, exit_on_user_error, parser, setup_logging
 from serving.admission import MemoryBudget, available_memory_bytes
 from serving.batching import Batcher
 from serving.errors import ServingError
 from serving.grpc_service import Limits, ModelService, PredictionService
 from serving.manager import ModelManager, model_config
 from serving.process import READY
-from training.cli import UserError, exit_on_user_error, parser, setup_logging
 
 log = logging.getLogger("serving.server")
 

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from training.cli import UserError, exit_on_user_error, parser
+from core.cli import UserError, exit_on_user_error, parser
 
 GPU_BATCH_THREADS = 4  # a few batches in flight keep one GPU busy (TF Serving's batching guide)
 

@@ -1,53 +1,16 @@
 """Upscaling an image of any size in tiles whose stitched result equals whole-image inference.
 
 Each tile is cut with `overlap` extra input pixels on every side and only its centre is kept. When the overlap
-covers the generator's receptive-field radius, the kept centre never sees the tile's zero padding, so it is
+covers the generator's receptive-field radius (`ModelSpec.receptive_radius`; a version's tile and overlap come
+from its `core.export_record.ExportRecord.window_plan`), the kept centre never sees the tile's zero padding, so it is
 computed from exactly the pixels whole-image inference uses: no seams, same numbers.
 """
 
-import json
-import math
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 
-
-def receptive_radius(residual_blocks: int = 16, scale: int = 4) -> int:
-    """Input pixels either side that reach one output pixel of the article's generator.
-
-    9×9 conv (4) + two 3×3 convs per residual block + the 3×3 conv after them, then per ×2 stage a 3×3 conv
-    at that stage's resolution, and the final 9×9 conv at the output resolution.
-    """
-    radius = 4 + 2 * residual_blocks + 1
-    stages = int(math.log2(scale))
-    radius += sum(1 / 2 ** i for i in range(stages)) + 4 / scale
-    return math.ceil(radius)
-
-
-DEFAULT_TILE = 128  # input pixels per tile side: windows of 128 + 2·40 = 208² for the article's generator
-
-
-def export_record(version_dir: Path | None) -> dict:
-    """A version's export.json (what export.to_onnx recorded), or {} where there is none."""
-    if version_dir is not None and (Path(version_dir) / "export.json").exists():
-        return json.loads((Path(version_dir) / "export.json").read_text())
-    return {}
-
-
-def model_facts(version_dir: Path | None) -> tuple[int, int]:
-    """(scale, receptive radius) of an exported version, from its export.json; the article's when unknown."""
-    spec = export_record(version_dir).get("model_spec", {})
-    scale = spec.get("scale", 4)
-    return scale, receptive_radius(spec.get("residual_blocks", 16), scale)
-
-
-def window_plan(version_dir: Path | None) -> tuple[int, int, int]:
-    """(scale, tile, overlap) a backend tiles this version with: the SavedModel's own (export.json), else the
-    default tile at the generator's receptive radius."""
-    scale, radius = model_facts(version_dir)
-    tile = (export_record(version_dir).get("saved_model_tiling") or {}).get("tile", DEFAULT_TILE)
-    return scale, tile, radius
+from core.model_spec import DEFAULT_TILE, ModelSpec
 
 
 def bounded_upscale(images: np.ndarray, upscale: Callable[[np.ndarray], np.ndarray], scale: int, tile: int,
@@ -79,8 +42,8 @@ def _windows(length: int, tile: int, overlap: int) -> list[tuple[int, int, int, 
     return windows
 
 
-def tiled_upscale(image: np.ndarray, upscale: Callable[[np.ndarray], np.ndarray], scale: int = 4,
-                  tile: int = DEFAULT_TILE, overlap: int = 40) -> np.ndarray:
+def tiled_upscale(image: np.ndarray, upscale: Callable[[np.ndarray], np.ndarray], scale: int = ModelSpec.scale,
+                  tile: int = DEFAULT_TILE, overlap: int = ModelSpec().receptive_radius) -> np.ndarray:
     """(H, W, C) → (scale·H, scale·W, C) through `upscale` (NHWC → NHWC of the same dtype), tile by tile.
 
     Every call gets the same shape, 1 × (tile + 2·overlap)² (or the whole image where it is smaller): requests

@@ -19,11 +19,13 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
-from serving import contract
+from core import contract
+from core.cli import exit_on_user_error, find_version, parser
+from core.export_record import ExportRecord
+from core.images import DEFAULT_MAX_PIXELS, Picture, UnreadableImage, read_picture
+from core.model_spec import DEFAULT_TILE
 from serving.errors import describe
-from serving.images import DEFAULT_MAX_PIXELS, Picture, UnreadableImage, read_picture
-from serving.tiling import model_facts, tiled_upscale
-from training.cli import exit_on_user_error, find_version, parser
+from serving.tiling import tiled_upscale
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,7 +36,7 @@ class UpscaleConfig:
     model_dir: Path = Path("models/srgan")
     target: str | None = None  # host:port of the server; default: 127.0.0.1:8500 (grpc) or :8501 (rest)
     model_name: str = "srgan"
-    tile: int = 128
+    tile: int = DEFAULT_TILE
     overlap: int | None = None  # default: the generator's receptive-field radius
     max_pixels: int = DEFAULT_MAX_PIXELS  # larger files are refused from their header, before decoding
 
@@ -95,7 +97,8 @@ def upscale_picture(picture: Picture, upscale, scale: int, tile: int, overlap: i
 @exit_on_user_error
 def run(config: UpscaleConfig) -> int:
     upscale, version_dir = make_upscaler(config)
-    scale, radius = model_facts(version_dir)
+    spec = ExportRecord.load(version_dir).model_spec
+    scale, radius = spec.scale, spec.receptive_radius
     overlap = radius if config.overlap is None else config.overlap
     config.out.mkdir(parents=True, exist_ok=True)
     failed = []

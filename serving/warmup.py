@@ -7,7 +7,7 @@ that fails makes the whole load fail (servables/tensorflow/saved_model_warmup_ut
 
 from pathlib import Path
 
-from serving import contract
+from core import contract
 from serving.errors import describe
 
 WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"

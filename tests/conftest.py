@@ -9,6 +9,15 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 
+# Tests that use a trained run (and so an export, a server…) are slow: `pytest -m "not slow"` skips them.
+_SLOW_FIXTURES = {"trained_run"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if _SLOW_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.slow)
+
 # A generator and discriminator small enough for a CPU test, the article's layout otherwise.
 TINY_MODEL = ["--channels", "8", "--residual-blocks", "2", "--disc-channels", "4", "--disc-dense", "8"]
 

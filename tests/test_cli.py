@@ -1,4 +1,4 @@
-"""The command-line layer every entry point shares (training.cli): quiet TensorFlow, one-sentence errors,
+"""The command-line layer every entry point shares (core.cli): quiet TensorFlow, one-sentence errors,
 --help with defaults."""
 
 import os
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from core.cli import TENSORFLOW_LOG_LINE
 from tests.conftest import REPO, run_module
-from training.cli import TENSORFLOW_LOG_LINE
 
 IMPORT_AND_RUN = ("import sys, serving; print('ours before', file=sys.stderr); import tensorflow as tf; "
                   "tf.constant(1.0) + 1; print('ours after', file=sys.stderr)")
@@ -85,7 +85,7 @@ def test_old_spellings_still_work(tmp_path):
 
 def test_a_server_that_cannot_start_is_reported_with_its_own_words(tmp_path):
     from serving.process import EmbeddedServer
-    from training.cli import UserError
+    from core.cli import UserError
     with pytest.raises(UserError, match=r"(?s)did not start \(exit status 2\).*is not a folder"):
         EmbeddedServer("--model_base_path", str(tmp_path / "missing"), timeout=60, cwd=REPO)
 

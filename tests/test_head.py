@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from export.head import fold_kernel, folded_head
 from training.model.generator import build_generator
-from training.model.spec import ModelSpec
+from core.model_spec import ModelSpec
 
 
 @pytest.mark.parametrize("r, k", [(2, 9), (2, 3), (3, 3), (3, 5), (4, 9)])

@@ -97,3 +97,17 @@ def test_forward_flops_of_the_article_generator():
     macs = 1024 * 81 * 192 + 33 * 1024 * 36864 + 1024 * 147456 + 4096 * 147456 + 16384 * 81 * 192
     assert forward_flops(build_generator(), 32, 32) == 2 * macs  # ≈ 4.5 GFLOP
     assert forward_flops(build_generator(), 64, 64) == 4 * 2 * macs
+
+
+def test_receptive_radius_and_export_record_defaults(tmp_path):
+    """The article's generator reaches 40 input pixels either side; a version without export.json reads as
+    the article's, tiled at the default tile."""
+    from core.export_record import ExportRecord
+    from core.model_spec import DEFAULT_TILE
+    assert ModelSpec().receptive_radius == 40
+    assert ModelSpec(residual_blocks=2).receptive_radius == 12  # 4 + 4 + 1 + 1.5 + 1, rounded up
+    assert ExportRecord.load(tmp_path).window_plan() == (4, DEFAULT_TILE, 40)
+    record = ExportRecord(ModelSpec(channels=8, residual_blocks=2), version=3,
+                          saved_model_tiling={"tile": 24, "overlap": 12, "scale": 4, "window": 48})
+    record.save(tmp_path)
+    assert ExportRecord.load(tmp_path) == record and record.window_plan() == (4, 24, 12)

@@ -313,7 +313,7 @@ def test_an_export_killed_at_any_stage_leaves_no_partial_version(trained_run, tm
 
 
 def test_version_folder_names_follow_tf_servings_rule():
-    from serving.model_repository import parse_version
+    from core.repository import parse_version
     # strings::safe_strto64, as file_system_storage_path_source.cc parses them; positive versions only.
     cases = {"1": 1, "01": 1, " 7 ": 7, "42": 42, str((1 << 63) - 1): (1 << 63) - 1, "99999999999999999999": None,
              "²": None, "٣": None, "1.5": None, "v2": None, "": None, "-3": None, "0": None, ".staging-1": None}

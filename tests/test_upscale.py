@@ -1,11 +1,10 @@
-import json
-
 import numpy as np
 import pytest
 from PIL import Image
 
+from core.export_record import ExportRecord
 from serving.onnx_runtime import create_session
-from serving.tiling import receptive_radius, tiled_upscale
+from serving.tiling import tiled_upscale
 from tests.conftest import run_module, write_image
 
 
@@ -16,8 +15,7 @@ def _session_fn(version_dir):
 
 def test_tiled_upscaling_equals_whole_image_upscaling(exported):
     upscale = _session_fn(exported[0])
-    spec = json.loads((exported[0] / "export.json").read_text())["model_spec"]
-    radius = receptive_radius(spec["residual_blocks"], spec["scale"])
+    radius = ExportRecord.load(exported[0]).model_spec.receptive_radius
     image = np.random.default_rng(0).integers(0, 256, (70, 90, 3), dtype=np.uint8)  # not a multiple of 24
     whole = upscale(image[None])[0]
     shapes = []

@@ -12,9 +12,9 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from training.cli import UserError
+from core.cli import UserError
 from training.model import ModelSpec, build_generator
-from training.model.spec import SPEC_FILENAME
+from core.model_spec import SPEC_FILENAME
 from training.step import Networks
 
 WEIGHTS_FILENAME = "generator.weights.h5"  # a shipped generator: these weights with model.json beside them

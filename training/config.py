@@ -4,8 +4,8 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from training.cli import UserError, parser
-from training.model import ModelSpec
+from core.cli import UserError, parser
+from core.model_spec import ModelSpec
 
 
 @dataclasses.dataclass(frozen=True)

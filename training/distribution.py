@@ -2,7 +2,7 @@
 
 import tensorflow as tf
 
-from training.cli import UserError
+from core.cli import UserError
 
 
 def split_cpu(n: int) -> None:

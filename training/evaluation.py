@@ -78,7 +78,7 @@ def score(upscalers: dict, pairs: list[Pair], scale: int = 4, keep_outputs: bool
 
 def keras_upscaler(generator):
     """uint8 LR → uint8 SR through a Keras generator, with the exported graphs' conversion."""
-    from serving.contract import to_uint8
+    from core.contract import to_uint8
 
     def upscale(lr: np.ndarray) -> np.ndarray:
         return to_uint8(generator(to_unit_range(lr[None]), training=False))[0]

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from serving.contract import to_uint8, to_unit
+from core.contract import to_uint8, to_unit
 from training import metrics, samples
 from training.checkpointing import GAN, PRETRAIN, RunCheckpoints
 from training.interrupt import StopRequest

@@ -14,7 +14,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from training.cli import UserError, exit_on_user_error, parser
+from core.cli import UserError, exit_on_user_error, parser
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from training.cli import UserError, exit_on_user_error
+from core.cli import UserError, exit_on_user_error
 from training.config import TrainConfig, config_from_args
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import keras
 
-from training.cli import UserError
+from core.cli import UserError
 
 FEATURE_LAYER = "block5_conv4"
 KERAS_WEIGHTS_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"

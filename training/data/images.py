@@ -21,11 +21,11 @@ class BadImage(Exception):
 def read_rgb(path: Path, min_size: int = 0) -> tuple[np.ndarray, bool]:
     """The image as H×W×3 uint8, and whether it had to be converted (grey, alpha, palette, 16-bit…).
 
-    Read by `serving.images.read_picture` (the reader `serving.upscale` uses too): oversize files refused
+    Read by `core.images.read_picture` (the reader `serving.upscale` uses too): oversize files refused
     from their header, EXIF orientation applied, 16-bit scaled; alpha is composited on white here.
     Raises `BadImage`.
     """
-    from serving.images import UnreadableImage, read_picture
+    from core.images import UnreadableImage, read_picture
     try:
         picture = read_picture(path)
     except UnreadableImage as error:

@@ -10,7 +10,7 @@ import dataclasses
 import importlib.util
 from pathlib import Path
 
-from training.cli import UserError
+from core.cli import UserError
 
 
 @dataclasses.dataclass(frozen=True)

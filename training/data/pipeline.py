@@ -10,7 +10,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from serving.contract import HALF_RANGE
+from core.contract import HALF_RANGE
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -27,7 +27,7 @@ class PipelineConfig:
 
 
 def to_unit_range(uint8_like):
-    """0–255 → [-1, 1], the article's (x − 127.5) / 127.5: serving.contract.to_unit in TensorFlow ops."""
+    """0–255 → [-1, 1], the article's (x − 127.5) / 127.5: core.contract.to_unit in TensorFlow ops."""
     return tf.cast(uint8_like, tf.float32) / HALF_RANGE - 1.0
 
 

@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from core.cli import UserError
 from training.data import photos
 from training.data.images import (IMAGE_SUFFIXES, BadImage, ImageReport, center_crop, read_rgb,
                                   save_png)
-from training.cli import UserError
 
 HELD_OUT = 5
 DEMO_TILE = 128

@@ -3,6 +3,6 @@
 from training.model.discriminator import build_discriminator
 from training.model.generator import build_generator
 from training.model.layers import PixelShuffle
-from training.model.spec import ModelSpec
+from core.model_spec import ModelSpec
 
 __all__ = ["ModelSpec", "PixelShuffle", "build_discriminator", "build_generator"]

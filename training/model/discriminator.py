@@ -2,7 +2,7 @@
 
 import keras
 
-from training.model.spec import ModelSpec
+from core.model_spec import ModelSpec
 
 _LEAKY_SLOPE = 0.2  # tf.nn.leaky_relu's default, which the article uses
 

@@ -3,7 +3,7 @@
 import keras
 
 from training.model.layers import PixelShuffle
-from training.model.spec import ModelSpec
+from core.model_spec import ModelSpec
 
 
 def _prelu(name: str):

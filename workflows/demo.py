@@ -1,4 +1,4 @@
-"""`python -m serving.demo`: the serving step of the quick start, end to end over real gRPC.
+"""`python -m workflows.demo`: the serving step of the quick start, end to end over real gRPC.
 
 Starts the embedded TF Serving-compatible server on a free port of 127.0.0.1, waits until the newest version
 is AVAILABLE, takes a photograph (by default one the shipped model never saw), degrades it ×4 as training
@@ -6,7 +6,7 @@ does, sends the small image through the client, checks the answer against ONNX R
 scores it and bicubic against the original (PSNR on Y), saves the pictures as PNG, then stops the server
 with SIGTERM and checks it drained and exited cleanly.
 
-The quick start's last step, not part of the serving library: it borrows training's degradation and metric
+The quick start's serving step, above both training and serving: it uses training's degradation and metric
 code so that its PSNR is the one `benchmarks/quality.py` and training report.
 """
 
@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from serving import contract
+from core import contract
+from core.cli import UserError, exit_on_user_error, find_version, parser
 from serving.client import SrganClient
 from serving.onnx_runtime import create_session
 from serving.process import EmbeddedServer
-from training.cli import UserError, exit_on_user_error, find_version, parser
 
 
 def _default_photo() -> Path:
@@ -73,7 +73,7 @@ def run(model_dir: Path, image_path: Path | None, out_dir: Path) -> int:
 
 
 def main(argv=None) -> int:
-    p = parser("python -m serving.demo", __doc__)
+    p = parser("python -m workflows.demo", __doc__)
     p.add_argument("--model-dir", type=Path, default=Path("models/srgan"))
     p.add_argument("--image", type=Path,
                    help="a photograph (default: matplotlib's grace_hopper.jpg, held out from training)")

@@ -1,8 +1,8 @@
 """The command-line layer every entry point shares: one-sentence user errors, a parser that shows its
 defaults, finding a model version, timestamped logging, and TensorFlow kept quiet.
 
-It lives in `training`, the package the others build on, and imports neither TensorFlow nor gRPC, so the
-TensorFlow-free paths (the clients, ONNX Runtime on a GPU machine) can use it.
+It lives in `core`, under every other package, and imports neither TensorFlow nor gRPC, so the TensorFlow-free
+paths (the clients, ONNX Runtime on a GPU machine) can use it.
 
 TensorFlow 2.21 prints its start-up lines from C++ straight to file descriptor 2 while it is being imported
 (absl's "All log messages before absl::InitializeLog()", oneDNN, cudart; cuInit's error at the first op),
@@ -54,14 +54,14 @@ def parser(prog: str | None, doc: str | None, **kwargs) -> argparse.ArgumentPars
 
 def find_version(path: Path) -> Path:
     """A version folder as given, or the newest under a model folder; a UserError when there is none."""
-    from serving.model_repository import resolve_version_dir
+    from core.repository import resolve_version_dir
     try:
         return resolve_version_dir(Path(path))
     except FileNotFoundError as error:
         raise UserError(f"{error}; export one with python -m export.to_onnx.") from None
 
 
-OUR_LOGGERS = ("training", "export", "serving")
+OUR_LOGGERS = ("core", "training", "export", "serving", "workflows")
 
 
 def setup_logging() -> None:

@@ -1,4 +1,5 @@
-"""TF Serving's model repository layout: `<base>/<model_name>/<version>/`, version a positive integer.
+"""TF Serving's model repository layout: `<base>/<model_name>/<version>/`, version a positive integer, and
+the names of the files in a version folder.
 
 Anything else in a model directory (a half-written export's hidden temporary folder, notes) is not a
 version, exactly as TF Serving's file-system source sees it.
@@ -6,6 +7,14 @@ version, exactly as TF Serving's file-system source sees it.
 
 import os
 from pathlib import Path
+
+# A version folder's files besides the SavedModel's own (saved_model.pb, variables/, assets.extra/).
+ONNX_UINT8 = "model.onnx"  # the serving contract: uint8 in, uint8 out
+ONNX_FLOAT = "model_float.onnx"  # float32 [-1, 1], the training model's interface (parity)
+ONNX_FP16 = "model_fp16.onnx"  # export --fp16, for GPUs
+ONNX_INT8 = "model_int8.onnx"  # export --int8, for CPUs with VNNI, kept when its quality holds
+EXPORT_RECORD = "export.json"  # core.export_record.ExportRecord
+PARITY_REPORT = "parity.json"  # export.parity's figures (parity.md: the same as tables)
 
 _SPACES = " \t\n\v\f\r"
 _INT64 = (-(1 << 63), (1 << 63) - 1)

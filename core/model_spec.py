@@ -1,4 +1,6 @@
-"""The hyper-parameters that rebuild the networks: the JSON contract between training and export."""
+"""The model's facts: the hyper-parameters that rebuild the networks (the JSON contract between training and
+export, recorded again in every exported version) and what follows from them for serving (the receptive
+radius that tiling must cover, the default tile)."""
 
 import dataclasses
 import json
@@ -6,6 +8,7 @@ import math
 from pathlib import Path
 
 SPEC_FILENAME = "model.json"
+DEFAULT_TILE = 128  # input pixels per tile side: windows of 128 + 2·40 = 208² for the article's generator
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +37,17 @@ class ModelSpec:
     def upsample_stages(self) -> int:
         return int(math.log2(self.scale))
 
+    @property
+    def receptive_radius(self) -> int:
+        """Input pixels either side that reach one output pixel of the generator (40 for the article's).
+
+        9×9 conv (4) + two 3×3 convs per residual block + the 3×3 conv after them, then per ×2 stage a 3×3 conv
+        at that stage's resolution, and the final 9×9 conv at the output resolution.
+        """
+        radius = 4 + 2 * self.residual_blocks + 1
+        radius += sum(1 / 2 ** i for i in range(self.upsample_stages)) + 4 / self.scale
+        return math.ceil(radius)
+
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
@@ -44,6 +58,9 @@ class ModelSpec:
 
     @classmethod
     def load(cls, directory: Path) -> "ModelSpec":
-        data = json.loads((Path(directory) / SPEC_FILENAME).read_text())
+        return cls.from_dict(json.loads((Path(directory) / SPEC_FILENAME).read_text()))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelSpec":
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})

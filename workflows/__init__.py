@@ -1,0 +1,1 @@
+"""End-to-end scripts over every package: the quick start's serving demo (`python -m workflows.demo`)."""
