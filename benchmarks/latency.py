@@ -16,8 +16,6 @@ onnxruntime, numpy and the model files: no TensorFlow, as on the GPU machines we
 
 import dataclasses
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -31,7 +29,7 @@ import report
 from onnx_flops import model_flops
 from core import contract
 from core.cli import UserError, exit_on_user_error, find_version, parser
-from serving.onnx_runtime import create_session, default_providers, gpu_visible
+from serving.onnx_runtime import create_session, default_providers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,33 +82,6 @@ def parse_args(argv=None) -> LatencyConfig:
     p.add_argument("--max-batch-size", type=int, default=d.max_batch_size, help="server-side batching")
     p.add_argument("--batch-timeout-micros", type=int, default=d.batch_timeout_micros)
     return LatencyConfig(**vars(p.parse_args(argv)))
-
-
-def _version_of(module: str) -> str | None:
-    """A library's version, or None where it is not installed (TensorFlow on a GPU box, say)."""
-    from importlib import metadata
-    try:
-        return metadata.version(module)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def environment() -> dict:
-    import onnxruntime
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    gpu = None
-    if gpu_visible():
-        import subprocess
-        gpu = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True).stdout.strip() or "visible"
-    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "python": platform.python_version(),
-            "tensorflow": _version_of("tensorflow"), "onnxruntime": onnxruntime.__version__,
-            "grpcio": _version_of("grpcio"),
-            "numpy": np.__version__, "onnx_providers": [p if isinstance(p, str) else p[0] for p in default_providers()]}
 
 
 def _images(batch: int, size: int) -> np.ndarray:
@@ -208,13 +179,6 @@ def measure_server(config: LatencyConfig, protocol: str, target: str, batching, 
     return points
 
 
-def _free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def server_series(config: LatencyConfig, bar) -> list[dict]:
     """Both protocols against the servers at --target/--rest-target, or against the embedded server started here
     twice (batching off, then on), serving gRPC and REST from the same process."""
@@ -224,7 +188,7 @@ def server_series(config: LatencyConfig, bar) -> list[dict]:
         return [point for p in protocols if targets[p] for point in measure_server(config, p, targets[p], None, bar)]
     import tempfile
 
-    from serving.process import EmbeddedServer
+    from serving.process import EmbeddedServer, free_port
     # The version measured in process, served alone (--model-dir may name the model's folder or one version).
     version_dir = find_version(config.model_dir).resolve()
     served = Path(tempfile.mkdtemp(prefix="latency-")) / "models.config"
@@ -233,7 +197,7 @@ def server_series(config: LatencyConfig, bar) -> list[dict]:
                       f'{int(version_dir.name)} }} }} }} }}\n')
     points = []
     for batching in (False, True):
-        rest_port = _free_port()
+        rest_port = free_port()
         flags = ["--backend", config.server_backend, "--file_system_poll_wait_seconds", "0",
                  "--rest_api_port", str(rest_port), "--model_config_file", str(served)]
         if batching:
@@ -308,7 +272,8 @@ def main(argv=None) -> int:
     for p in points:
         p["gflops_per_second"] = p["images_per_second"] * flops[p["size"]] / 1e9
         p["fraction_of_matmul"] = p["gflops_per_second"] / peak
-    results = {"environment": {**environment(), "onnx_cpu_settings": cpu_tuning},
+    results = {"environment": {**measure.environment(), "onnx_cpu_settings": cpu_tuning,
+                               "onnx_providers": [p if isinstance(p, str) else p[0] for p in default_providers()]},
                "model": str(version_dir.resolve()),
                "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(config).items()},
                "matmul_gflops_per_second": peak, "flops_per_image": {str(k): v for k, v in flops.items()},

@@ -1,9 +1,38 @@
-"""Timing loops and the statistics serving people report: warm-up excluded, percentiles, throughput."""
+"""Timing loops and the statistics serving people report: warm-up excluded, percentiles, throughput; and the
+machine they were measured on, printed beside every figure."""
 
+import os
+import platform
 import threading
 import time
+from importlib import metadata
 
 import numpy as np
+
+
+def version_of(distribution: str) -> str | None:
+    """An installed library's version, or None where it is not installed (TensorFlow on a GPU box, say)."""
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def environment() -> dict:
+    """The machine and the libraries: processor model, cores, GPU (nvidia-smi's name and driver), versions."""
+    from serving.onnx_runtime import gpu_visible
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    gpu = None
+    if gpu_visible():
+        import subprocess
+        gpu = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
+                             capture_output=True, text=True).stdout.strip() or "visible"
+    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "python": platform.python_version(),
+            **{name: version_of(name) for name in ("numpy", "tensorflow", "keras", "onnxruntime-gpu", "grpcio")}}
 
 
 def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:

@@ -17,8 +17,6 @@ Writes onnx_providers.json and onnx_providers.md to --out (and a PNG when matplo
 import argparse
 import dataclasses
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -187,22 +185,6 @@ def measure_variant(config: ProvidersConfig, name: str, flops: dict) -> list[dic
     return points
 
 
-def environment() -> dict:
-    gpu = None
-    if gpu_visible():
-        import subprocess
-        gpu = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
-                             capture_output=True, text=True).stdout.strip() or "visible"
-    cpu = platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"gpu": gpu, "cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "onnxruntime": ort.__version__, "numpy": np.__version__,
-            "available_providers": ort.get_available_providers()}
-
-
 def _flops(version_dir: Path) -> dict:
     # 2 × multiply-adds per image, from the ONNX graph when `onnx` is importable, else the article's figure.
     try:
@@ -271,7 +253,8 @@ def main(argv=None) -> int:
     if hasattr(ort, "preload_dlls"):
         ort.preload_dlls()  # CUDA and cuDNN from the nvidia-* pip packages, where they are installed
     started = time.perf_counter()
-    results = {"environment": environment(), "model": str(config.version_dir)}
+    results = {"environment": {**measure.environment(), "available_providers": ort.get_available_providers()},
+               "model": str(config.version_dir)}
     flops = _flops(config.version_dir)
     results["flops_per_image"] = {str(k): v for k, v in flops.items()}
     gpu = "CUDAExecutionProvider" in ort.get_available_providers() and gpu_visible()

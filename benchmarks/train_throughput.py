@@ -19,8 +19,6 @@ backward again for the generator); VGG19 3 × forward (HR and SR forward, SR bac
 
 import dataclasses
 import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -32,6 +30,7 @@ import keras
 import tensorflow as tf
 
 import article_reference as article
+import measure
 from measure import matmul_gflops
 from core.cli import parser
 from training import losses
@@ -204,10 +203,8 @@ def main(argv=None) -> int:
               f"{100 * r['fraction_of_matmul_rate']:9.0f}%")
     report = {"config": {k: str(v) for k, v in dataclasses.asdict(config).items()},
               "matmul_gflops_per_second": peak, "flops_per_image": flops,
-              "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                          "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
-                          "tensorflow": tf.__version__, "keras": keras.__version__,
-                          "python": sys.version.split()[0]},
+              "machine": {**measure.environment(),
+                          "gpus": [d.name for d in tf.config.list_physical_devices("GPU")]},
               "compile": dataclasses.asdict(steps.choices["gan"]), "results": results,
               "low_precisions": precisions, "follows_float32": follow}
     for run in follow:

@@ -154,7 +154,8 @@ def export(config: ExportConfig) -> tuple[Path, dict]:
         report = json.loads((staging / PARITY_REPORT).read_text())
         ExportRecord(
             model_spec=trained.spec, version=version, step=trained.step,
-            source_checkpoint=metadata["source_checkpoint"], opset=opset, saved_model_tiling=tiling.to_json() if tiling else None,
+            source_checkpoint=metadata["source_checkpoint"], opset=opset,
+            saved_model_tiling=tiling.to_json() if tiling else None,
             exported_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             files=tuple(sorted(p.name for p in staging.iterdir())), versions=_versions(),
             parity_passed=report["passed"], int8=int8_report).save(staging)

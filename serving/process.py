@@ -6,6 +6,7 @@ its end (kept in `lines`), so the child never blocks on a full pipe however much
 """
 
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -14,6 +15,13 @@ from pathlib import Path
 from core.cli import UserError
 
 READY = "listening on"
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 free now (for the REST port; the gRPC port is chosen by the server itself)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 class EmbeddedServer:

@@ -94,7 +94,8 @@ class OnnxRunner:
         float_path = version_dir / ONNX_FLOAT
         self._float = (create_session(float_path, providers, intra_op_threads, cpu_settings=self.cpu_settings)
                        if float_path.exists() else None)
-        self._plan = ExportRecord.load(version_dir).window_plan()  # tiled like the SavedModel, so memory stays bounded here too
+        # Tiled like the SavedModel, so memory stays bounded here too.
+        self._plan = ExportRecord.load(version_dir).window_plan()
 
     def _bounded(self, session, key: str, images: np.ndarray) -> np.ndarray:
         from serving.tiling import bounded_upscale

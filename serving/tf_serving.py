@@ -139,7 +139,7 @@ def parse_args(argv=None) -> TfServingConfig:
     for item in args.pop("label"):
         name, _, version = item.partition("=")
         if not name or not version.isdigit():
-            raise SystemExit(f"error: --label wants NAME=VERSION, got {item!r}")
+            raise UserError(f"--label wants NAME=VERSION (for example stable=3), got {item!r}.")
         labels.append((name, int(version)))
     return TfServingConfig(**args, labels=tuple(labels))
 
@@ -186,6 +186,7 @@ def run(c: TfServingConfig) -> int:
         return process.wait()
 
 
+@exit_on_user_error
 def main(argv=None) -> int:
     return run(parse_args(argv))
 

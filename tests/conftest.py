@@ -1,13 +1,11 @@
-import os
-import subprocess
-import sys
+"""Fixtures shared by the tests (their helpers: tests/helpers.py), and the `slow` marker."""
+
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import tiny_run_args
 
 # Tests that use a trained run (and so an export, a server…) are slow: `pytest -m "not slow"` skips them.
 _SLOW_FIXTURES = {"trained_run"}
@@ -18,34 +16,13 @@ def pytest_collection_modifyitems(items):
         if _SLOW_FIXTURES & set(item.fixturenames):
             item.add_marker(pytest.mark.slow)
 
-# A generator and discriminator small enough for a CPU test, the article's layout otherwise.
-TINY_MODEL = ["--channels", "8", "--residual-blocks", "2", "--disc-channels", "4", "--disc-dense", "8"]
 
-
-def tiny_run_args(out_dir: Path, cache_dir: Path, *extra: str) -> list[str]:
-    """`python -m training.run` arguments for a run of seconds: tiny networks, 32×32 crops, no XLA."""
-    return [*TINY_MODEL, "--crop-size", "32", "--batch-size", "2", "--pretrain-steps", "2",
-            "--epochs", "2", "--steps-per-epoch", "2", "--checkpoint-every", "1", "--no-xla",
-            "--content-loss", "mse", "--seed", "1", "--run-dir", str(out_dir), "--cache-dir", str(cache_dir),
-            *extra]
-
-
-def run_module(module: str, *args: str, env: dict | None = None, timeout: float = 300,
-               **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})}, **kwargs)
 
 
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory) -> Path:
     """One demo-data cache for the whole session (preparing it takes a few seconds)."""
     return tmp_path_factory.mktemp("cache")
-
-
-def write_image(path: Path, array: np.ndarray, **save_kwargs) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(path, **save_kwargs)
-    return path
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from core.cli import TENSORFLOW_LOG_LINE
-from tests.conftest import REPO, run_module
+from tests.helpers import REPO, run_module
 
 IMPORT_AND_RUN = ("import sys, serving; print('ours before', file=sys.stderr); import tensorflow as tf; "
                   "tf.constant(1.0) + 1; print('ours after', file=sys.stderr)")
@@ -91,7 +91,8 @@ def test_a_server_that_cannot_start_is_reported_with_its_own_words(tmp_path):
 
 
 def test_the_server_logs_with_timestamps_and_prints_one_ready_line(exported):
-    from tests.servers import ServerProcess, free_port
+    from serving.process import free_port
+    from tests.helpers import ServerProcess
     rest_port = free_port()
     server = ServerProcess("--model_base_path", str(exported[0].parent), "--rest_api_port", str(rest_port))
     assert server.stop() == 0

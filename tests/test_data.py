@@ -7,7 +7,7 @@ from PIL import Image
 
 from training.data import pipeline, sources
 from training.data.images import BadImage, read_rgb
-from tests.conftest import write_image
+from tests.helpers import write_image
 
 
 def _celeba(tmp_path, rng, count=9):

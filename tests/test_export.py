@@ -18,7 +18,7 @@ from export import parity
 from export.repository import staged_version
 from export.to_onnx import ExportConfig, export
 from serving.onnx_runtime import create_session
-from tests.conftest import REPO, run_module
+from tests.helpers import REPO, run_module
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ import sys
 
 from PIL import Image
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 FIELDS = {"backend", "size", "batch", "clients", "batching", "requests", "images", "wall_seconds", "p50_ms",
           "p90_ms", "p95_ms", "p99_ms", "mean_ms", "min_ms", "max_ms", "images_per_second", "gflops_per_second",

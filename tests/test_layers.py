@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 # package → the packages it must never import (directly or through another module)
 FORBIDDEN = {

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 import keras
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 from training.model import ModelSpec, PixelShuffle, build_discriminator, build_generator
 
 TINY = ModelSpec(channels=8, residual_blocks=2, disc_channels=4, disc_dense=8)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import REPO, TINY_MODEL, write_image
+from tests.helpers import REPO, TINY_MODEL, write_image
 
 PRETRAINED = REPO / "training" / "pretrained" / "photos"
 

@@ -23,11 +23,12 @@ from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc
 from tensorflow_serving.config import model_server_config_pb2
 
+from export.to_onnx import ExportConfig, export
 from serving.client import SrganClient
 from serving.onnx_runtime import create_session
-from export.to_onnx import ExportConfig, export
-from tests.conftest import REPO, tiny_run_args, write_image
-from tests.servers import ServerProcess, copy_version, free_port, raw_predict
+from serving.process import free_port
+from tests.helpers import (REPO, ServerProcess, copy_version, raw_predict, repository_with, tiny_run_args,
+                           write_image)
 
 
 def _healthy(target) -> bool:
@@ -45,10 +46,7 @@ def _rss_mb(pid: int) -> float:
 
 @pytest.fixture
 def repository(exported, tmp_path):
-    base = tmp_path / "models" / "srgan"
-    base.mkdir(parents=True)
-    copy_version(exported[0], base, 1)
-    return base
+    return repository_with(exported[0], tmp_path / "models")
 
 
 def test_many_concurrent_clients_with_mixed_shapes_get_correct_answers(repository, exported):

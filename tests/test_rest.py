@@ -10,17 +10,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import run_module, write_image
-from tests.servers import ServerProcess, copy_version, free_port, raw_predict
+from serving.process import free_port
+from tests.helpers import (ServerProcess, copy_version, png, random_images, raw_predict, repository_with, run_module,
+                           write_image)
 
 BUDGET = 200 << 20
 
 
 @pytest.fixture(scope="module")
 def server(exported, tmp_path_factory):
-    base = tmp_path_factory.mktemp("rest") / "srgan"
-    base.mkdir()
-    copy_version(exported[0], base, 1)
+    base = repository_with(exported[0], tmp_path_factory.mktemp("rest"))
     port = free_port()
     process = ServerProcess("--model_base_path", str(base), "--rest_api_port", str(port),
                             "--file_system_poll_wait_seconds", "0", "--max_pixels_per_request", str(1 << 20),
@@ -46,18 +45,8 @@ def http(server, method: str, path: str, body=None, raw: bytes | None = None) ->
         return status, text
 
 
-def _images(shape, seed=0):
-    return np.random.default_rng(seed).integers(0, 256, (*shape, 3), dtype=np.uint8)
-
-
-def _png(image: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 def test_predict_row_and_columnar_give_the_grpc_answer(server):
-    images = _images((2, 9, 7))
+    images = random_images((2, 9, 7))
     grpc_answer = raw_predict(server.target, {"images": images}).outputs["sr_images"]
     expected = np.frombuffer(grpc_answer.tensor_content, np.uint8).reshape(2, 36, 28, 3)
     status, row = http(server, "POST", "/v1/models/srgan:predict", {"instances": images.tolist()})
@@ -71,15 +60,15 @@ def test_predict_row_and_columnar_give_the_grpc_answer(server):
 
 
 def test_encoded_images_go_in_and_come_back_as_b64(server):
-    image = _images((1, 10, 12))[0]
+    image = random_images((1, 10, 12))[0]
     status, answer = http(server, "POST", "/v1/models/srgan:predict",
                           {"signature_name": "predict_encoded",
-                           "instances": [{"b64": base64.b64encode(_png(image)).decode()}]})
+                           "instances": [{"b64": base64.b64encode(png(image)).decode()}]})
     assert status == 200
-    png = base64.b64decode(answer["predictions"][0]["b64"])  # an output named *_bytes comes back as b64
-    grpc_png = raw_predict(server.target, {"image_bytes": np.array([_png(image)], dtype=object)},
+    rest_png = base64.b64decode(answer["predictions"][0]["b64"])  # an output named *_bytes comes back as b64
+    grpc_png = raw_predict(server.target, {"image_bytes": np.array([png(image)], dtype=object)},
                            signature="predict_encoded").outputs["sr_png_bytes"].string_val[0]
-    assert np.array_equal(np.asarray(Image.open(io.BytesIO(png))), np.asarray(Image.open(io.BytesIO(grpc_png))))
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(rest_png))), np.asarray(Image.open(io.BytesIO(grpc_png))))
 
 
 def test_status_and_metadata_are_tf_servings_json(server):
@@ -94,7 +83,7 @@ def test_status_and_metadata_are_tf_servings_json(server):
     assert {"serving_default", "predict_float", "predict_encoded"} <= set(signatures)
 
 
-OK = {"instances": _images((1, 8, 8)).tolist()}
+OK = {"instances": random_images((1, 8, 8)).tolist()}
 # (method, path, body or raw bytes, HTTP status, text in the error): the gRPC answers table over HTTP, with
 # the HTTP status TF Serving's http_server.cc gives each code, and REST's own JSON errors (json_tensor.cc).
 BAD_REQUESTS = {
@@ -184,7 +173,7 @@ def test_prometheus_metrics_move_with_requests(server):
 def test_the_rest_client_and_upscale_command_give_the_grpc_answer(server, tmp_path):
     from serving.client import SrganClient
     from serving.rest_client import RestError, SrganRestClient
-    images = _images((2, 11, 6), seed=3)
+    images = random_images((2, 11, 6), seed=3)
     target = server.rest.removeprefix("http://")
     with SrganRestClient(target) as rest, SrganClient(server.target) as grpc_client:
         assert rest.wait_until_available()[0]["state"] == "AVAILABLE"
@@ -196,7 +185,7 @@ def test_the_rest_client_and_upscale_command_give_the_grpc_answer(server, tmp_pa
         with pytest.raises(RestError) as refused:
             SrganRestClient(target, version=99).upscale(images)
         assert refused.value.status == 404
-    photo = write_image(tmp_path / "in" / "photo.png", _images((1, 40, 30), seed=4)[0])
+    photo = write_image(tmp_path / "in" / "photo.png", random_images((1, 40, 30), seed=4)[0])
     for protocol in ("grpc", "rest"):
         result = run_module("serving.upscale", str(photo), "-o", str(tmp_path / protocol), "--protocol", protocol,
                             "--target", target if protocol == "rest" else server.target)
@@ -215,7 +204,7 @@ def test_sigterm_lets_the_rest_request_in_flight_finish(exported, tmp_path):
     copy_version(exported[0], base, 1)
     port = free_port()
     process = ServerProcess("--model_base_path", str(base), "--rest_api_port", str(port))
-    big = _images((4, 160, 160))  # seconds of JSON and inference on 2 cores: in flight when SIGTERM comes
+    big = random_images((4, 160, 160))  # seconds of JSON and inference on 2 cores: in flight when SIGTERM comes
     with SrganRestClient(f"127.0.0.1:{port}", retries=0) as client, \
             concurrent.futures.ThreadPoolExecutor(1) as pool:
         client.wait_until_available()

@@ -18,18 +18,15 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
 from serving import tensors
 from serving.client import SrganClient
 from serving.onnx_runtime import create_session
-from tests.conftest import run_module, write_image
-from tests.servers import ServerProcess, copy_version, raw_predict
+from tests.helpers import (ServerProcess, copy_version, random_images, raw_predict, repository_with, run_module,
+                           write_image)
 
 MAX_MESSAGE = 4_000_000
 
 
 @pytest.fixture(scope="module")
 def repository(exported, tmp_path_factory):
-    base = tmp_path_factory.mktemp("repo") / "srgan"
-    base.mkdir()
-    copy_version(exported[0], base, 1)
-    return base
+    return repository_with(exported[0], tmp_path_factory.mktemp("repo"))
 
 
 @pytest.fixture(scope="module")
@@ -42,13 +39,9 @@ def server(repository):
     assert "stopped" in "".join(process.lines)
 
 
-def _images(shape, seed=0):
-    return np.random.default_rng(seed).integers(0, 256, (*shape, 3), dtype=np.uint8)
-
-
 @pytest.mark.parametrize("shape", [(1, 32, 32), (4, 40, 56), (2, 17, 23)])
 def test_predict_matches_onnx_runtime_and_the_savedmodel(server, exported, shape):
-    images = _images(shape)
+    images = random_images(shape)
     with SrganClient(server.target) as client:
         served = client.upscale(images)
     assert served.shape == (shape[0], 4 * shape[1], 4 * shape[2], 3) and served.dtype == np.uint8
@@ -76,7 +69,7 @@ def test_metadata_and_status(server):
         assert client.status() == [{"version": 1, "state": "AVAILABLE", "error": ""}]
 
 
-OK_IMAGES = _images((1, 8, 8))
+OK_IMAGES = random_images((1, 8, 8))
 # TF Serving's answers, case by case: (request, code, message, where TF Serving says it). "ours" marks checks
 # that TF Serving leaves to the graph (which fails later, less clearly); the README's table says the same.
 BAD_REQUESTS = {
@@ -177,7 +170,7 @@ def test_status_and_metadata_errors_are_tf_servings(server, case):
 
 def test_concurrent_clients_are_batched_and_answered_correctly(server, exported):
     session = create_session(exported[0] / "model.onnx")
-    inputs = [_images((1, 16, 16), seed=i) for i in range(8)]
+    inputs = [random_images((1, 16, 16), seed=i) for i in range(8)]
 
     def call(images):
         with SrganClient(server.target) as client:
@@ -264,7 +257,7 @@ def test_version_labels_and_explicit_versions_with_a_model_config_file(repositor
 
 def test_sigterm_lets_the_request_in_flight_finish(repository):
     process = ServerProcess("--model_base_path", str(repository), "--file_system_poll_wait_seconds", "0")
-    big = _images((4, 96, 96))
+    big = random_images((4, 96, 96))
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         with SrganClient(process.target) as client:
             future = pool.submit(client.upscale, big)
@@ -276,7 +269,7 @@ def test_sigterm_lets_the_request_in_flight_finish(repository):
 
 def test_upscale_command_through_grpc(server, tmp_path, exported):
     # 130×150 is no multiple of the 24-pixel tile: the last tiles are moved flush with the edges.
-    pixels = _images((1, 130, 150), seed=7)
+    pixels = random_images((1, 130, 150), seed=7)
     image = write_image(tmp_path / "face.png", pixels[0])
     result = run_module("serving.upscale", str(image), "-o", str(tmp_path / "out"), "--backend", "grpc",
                         "--target", server.target, "--tile", "24")

@@ -11,7 +11,7 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from serving.client import SrganClient
 from serving.tf_serving import GPU_BATCH_THREADS, TfServingConfig, docker_command, server_command, start_and_wait, write_configs
-from tests.conftest import run_module
+from tests.helpers import run_module
 
 
 def test_configs_parse_as_tf_serving_protos(tmp_path):
@@ -76,3 +76,10 @@ def test_real_tf_serving_serves_the_exported_model(exported, tmp_path):
     finally:
         process.terminate()
         process.wait()
+
+
+def test_a_malformed_label_is_one_sentence_and_exit_2():
+    from tests.helpers import run_module
+    result = run_module("serving.tf_serving", "--label", "stable", timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: --label wants NAME=VERSION (for example stable=3), got 'stable'."

@@ -18,7 +18,7 @@ from export.to_onnx import ExportConfig, export
 from serving.client import SrganClient
 from serving.onnx_runtime import create_session
 from serving.servable import SavedModelRunner
-from tests.servers import ServerProcess, raw_predict
+from tests.helpers import ServerProcess, raw_predict
 
 
 class UntrackedModule(ServingModule):

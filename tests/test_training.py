@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import REPO, run_module, tiny_run_args
+from tests.helpers import REPO, run_module, tiny_run_args
 from training.config import config_from_args
 from training.run import train
 

@@ -5,7 +5,7 @@ from PIL import Image
 from core.export_record import ExportRecord
 from serving.onnx_runtime import create_session
 from serving.tiling import tiled_upscale
-from tests.conftest import run_module, write_image
+from tests.helpers import run_module, write_image
 
 
 def _session_fn(version_dir):
