@@ -5,9 +5,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from tests.helpers import write_image
 from training.data import pipeline, sources
 from training.data.images import BadImage, read_rgb
-from tests.helpers import write_image
 
 
 def _celeba(tmp_path, rng, count=9):

@@ -3,9 +3,9 @@ import onnx
 import pytest
 import tensorflow as tf
 
+from core.model_spec import ModelSpec
 from export.head import fold_kernel, folded_head
 from training.model.generator import build_generator
-from core.model_spec import ModelSpec
 
 
 @pytest.mark.parametrize("r, k", [(2, 9), (2, 3), (3, 3), (3, 5), (4, 9)])

@@ -6,18 +6,20 @@ older one if the newest is unreadable (a truncated file after a crash).
 """
 
 import dataclasses
-import sys
+import logging
 from pathlib import Path
 
 import keras
 import tensorflow as tf
 
 from core.cli import UserError
-from training.model import ModelSpec, build_generator
 from core.model_spec import SPEC_FILENAME
+from training.model import ModelSpec, build_generator
 from training.step import Networks
 
 WEIGHTS_FILENAME = "generator.weights.h5"  # a shipped generator: these weights with model.json beside them
+
+log = logging.getLogger(__name__)
 
 PRETRAIN, GAN = 0, 1  # values of the `phase` variable
 
@@ -60,8 +62,7 @@ class RunCheckpoints:
                 self.checkpoint.restore(path).assert_existing_objects_matched()
                 return path
             except (tf.errors.OpError, ValueError, AssertionError, IndexError) as error:  # Index: truncated
-                print(f"warning: checkpoint {path} is unreadable ({type(error).__name__}); trying an older one",
-                      file=sys.stderr)
+                log.warning("checkpoint %s is unreadable (%s); trying an older one", path, type(error).__name__)
         if candidates:
             raise UserError(f"no readable checkpoint in {self.directory}; move it away to start afresh.")
         return None

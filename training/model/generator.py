@@ -2,8 +2,8 @@
 
 import keras
 
-from training.model.layers import PixelShuffle
 from core.model_spec import ModelSpec
+from training.model.layers import PixelShuffle
 
 
 def _prelu(name: str):
