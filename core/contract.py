@@ -21,6 +21,14 @@ ENCODED_INPUT, ENCODED_OUTPUT = "image_bytes", "sr_png_bytes"
 
 HALF_RANGE = 127.5  # uint8 value v ↔ v / HALF_RANGE − 1
 
+# TF Serving's REST status for each gRPC status (http_server.cc, ToHTTPStatusCode), by the status's name.
+HTTP_STATUS = {"OK": 200, "CANCELLED": 499, "UNKNOWN": 500, "INVALID_ARGUMENT": 400, "DEADLINE_EXCEEDED": 504,
+               "NOT_FOUND": 404, "ALREADY_EXISTS": 409, "PERMISSION_DENIED": 403, "RESOURCE_EXHAUSTED": 429,
+               "FAILED_PRECONDITION": 400, "ABORTED": 409, "OUT_OF_RANGE": 400, "UNIMPLEMENTED": 501,
+               "INTERNAL": 500, "UNAVAILABLE": 503, "DATA_LOSS": 500, "UNAUTHENTICATED": 401}
+# …and the status a client reads back from an HTTP code (the first name for codes several statuses share).
+STATUS_OF_HTTP = {http: name for name, http in reversed(HTTP_STATUS.items())}
+
 
 def upscale_uint8(runner, images: np.ndarray) -> np.ndarray:
     """`serving_default` through anything with a servable's `run(signature, inputs)` (serving.servable)."""

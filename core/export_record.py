@@ -45,9 +45,11 @@ class ExportRecord:
         return path
 
     @classmethod
-    def load(cls, version_dir: Path) -> "ExportRecord":
-        path = Path(version_dir) / EXPORT_RECORD
-        if not path.is_file():
+    def load(cls, version_dir: Path | None) -> "ExportRecord":
+        """The version's record; the article's generator, untiled, where there is none (or no local version:
+        a client of a remote server)."""
+        path = None if version_dir is None else Path(version_dir) / EXPORT_RECORD
+        if path is None or not path.is_file():
             return cls()
         data = json.loads(path.read_text())
         known = {f.name for f in dataclasses.fields(cls)}

@@ -17,7 +17,7 @@ EXPORT_RECORD = "export.json"  # core.export_record.ExportRecord
 PARITY_REPORT = "parity.json"  # export.parity's figures (parity.md: the same as tables)
 
 _SPACES = " \t\n\v\f\r"
-_INT64 = (-(1 << 63), (1 << 63) - 1)
+MAX_VERSION = (1 << 63) - 1  # TF Serving parses version folder names as int64
 
 
 def parse_version(name: str) -> int | None:
@@ -33,7 +33,7 @@ def parse_version(name: str) -> int | None:
     if not digits or any(not "0" <= c <= "9" for c in digits):
         return None
     value = int(text)
-    return value if 0 < value <= _INT64[1] else None
+    return value if 0 < value <= MAX_VERSION else None
 
 
 def version_dirs(model_path: Path) -> dict[int, Path]:

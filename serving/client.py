@@ -18,7 +18,7 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
 
 from core import contract
 from serving import tensors
-from serving.client_base import ServingClient
+from serving.client_base import ServingClient, ServingClientError
 
 MAX_MESSAGE_BYTES = 1 << 30
 
@@ -47,13 +47,13 @@ class SrganClient(ServingClient):
             spec.signature_name = signature
 
     def _call(self, method, request):
-        """One RPC with a deadline, retried while the server is UNAVAILABLE."""
+        """One RPC with a deadline, retried while the server is UNAVAILABLE; errors as ServingClientError."""
         for attempt in range(self.retries + 1):
             try:
                 return method(request, timeout=self.timeout)
             except grpc.RpcError as error:
                 if error.code() != grpc.StatusCode.UNAVAILABLE or attempt == self.retries:
-                    raise
+                    raise _error(error) from error
                 time.sleep(self.backoff * 2 ** attempt)
 
     def predict(self, inputs: dict, signature: str = contract.SERVING_DEFAULT) -> dict[str, np.ndarray]:
@@ -86,7 +86,7 @@ class SrganClient(ServingClient):
         return [{"version": s.version, "state": state_name(s.state), "error": s.status.error_message}
                 for s in response.model_version_status]
 
-    @staticmethod
-    def _still_starting(error: Exception) -> bool:
-        return isinstance(error, grpc.RpcError) and error.code() in (grpc.StatusCode.UNAVAILABLE,
-                                                                      grpc.StatusCode.NOT_FOUND)
+
+def _error(error: grpc.RpcError) -> ServingClientError:
+    """Every gRPC error of this client, converted here."""
+    return ServingClientError(error.code().name, error.details() or "")

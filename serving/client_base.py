@@ -12,9 +12,25 @@ from core import contract
 from core.model_spec import DEFAULT_TILE
 
 
+class ServingClientError(RuntimeError):
+    """What a failed call raises, from either client: `code` is TF Serving's status name (NOT_FOUND,
+    INVALID_ARGUMENT, RESOURCE_EXHAUSTED, UNAVAILABLE, DEADLINE_EXCEEDED, …), the same over gRPC and REST;
+    `message` the server's words; `http_status` REST's status code (None over gRPC). Each protocol converts
+    its errors in one function (`serving.client._error`, `serving.rest_client._error`)."""
+
+    def __init__(self, code: str, message: str, http_status: int | None = None):
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.http_status = http_status
+
+
+STARTING = ("UNAVAILABLE", "NOT_FOUND")  # what a server says while it starts or loads its first version
+
+
 class ServingClient:
-    """What both clients (gRPC here, REST in serving.rest_client) offer on top of their `predict`, `status`,
-    `close` and `_still_starting(error)`."""
+    """What both clients (gRPC in serving.client, REST in serving.rest_client) offer on top of their `predict`,
+    `status` and `close`."""
 
     def __init__(self, target: str, model_name: str, version: int | None, version_label: str | None,
                  timeout: float, retries: int, backoff: float):
@@ -58,8 +74,8 @@ class ServingClient:
                 statuses = self.status()
                 if any(s["state"] == "AVAILABLE" for s in statuses):
                     return statuses
-            except Exception as error:  # noqa: BLE001 - the subclass says which errors mean "not yet"
-                if not self._still_starting(error):
+            except ServingClientError as error:
+                if error.code not in STARTING:
                     raise
             if time.monotonic() > deadline:
                 raise TimeoutError(f"no version of {self.model_name} became AVAILABLE at {self.target}")

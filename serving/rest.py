@@ -34,24 +34,14 @@ _PREDICT = re.compile(r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^
                       re.IGNORECASE)
 _STATUS = re.compile(r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?",
                      re.IGNORECASE)
-# http_server.cc: ToHTTPStatusCode.
-HTTP_STATUS = {
-    grpc.StatusCode.OK: 200, grpc.StatusCode.CANCELLED: 499, grpc.StatusCode.UNKNOWN: 500,
-    grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.DEADLINE_EXCEEDED: 504, grpc.StatusCode.NOT_FOUND: 404,
-    grpc.StatusCode.ALREADY_EXISTS: 409, grpc.StatusCode.PERMISSION_DENIED: 403,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: 429, grpc.StatusCode.FAILED_PRECONDITION: 400,
-    grpc.StatusCode.ABORTED: 409, grpc.StatusCode.OUT_OF_RANGE: 400, grpc.StatusCode.UNIMPLEMENTED: 501,
-    grpc.StatusCode.INTERNAL: 500, grpc.StatusCode.UNAVAILABLE: 503, grpc.StatusCode.DATA_LOSS: 500,
-    grpc.StatusCode.UNAUTHENTICATED: 401,
-}
 
 
 class RestApi:
     """The WSGI application: `RestApi(prediction, models, max_body_bytes)` answers like TF Serving's port 8501."""
 
     def __init__(self, prediction, models, max_body_bytes: int):
-        self.prediction = prediction  # serving.grpc_service.PredictionService
-        self.models = models  # serving.grpc_service.ModelService
+        self.prediction = prediction  # serving.service.PredictionService
+        self.models = models  # serving.service.ModelService
         self.max_body_bytes = max_body_bytes
         self.draining = False  # set on SIGTERM: requests already running finish, new ones are turned away
 
@@ -72,7 +62,7 @@ class RestApi:
             body = _json_body(request) if request.method == "POST" else None
             return _json(200, self._dispatch(request.method, path, body))
         except ServingError as error:
-            return _json(HTTP_STATUS.get(error.code, 500), {"error": error.message})
+            return _json(contract.HTTP_STATUS.get(error.code.name, 500), {"error": error.message})
         except Abandoned:
             return _json(504, {"error": "Deadline exceeded before the model ran"})
 

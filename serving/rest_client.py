@@ -16,16 +16,8 @@ import numpy as np
 import requests
 
 from core import contract
-from serving.client_base import ServingClient
+from serving.client_base import ServingClient, ServingClientError
 
-
-class RestError(RuntimeError):
-    """The server answered with TF Serving's `{"error": …}`; `status` is the HTTP status."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(f"HTTP {status}: {message}")
-        self.status = status
-        self.message = message
 
 
 class SrganRestClient(ServingClient):
@@ -49,18 +41,21 @@ class SrganRestClient(ServingClient):
         return url
 
     def _call(self, method: str, url: str, body: dict | None = None) -> dict:
+        """One request with a timeout, retried while the server is unreachable or answers 503; errors as
+        ServingClientError."""
         for attempt in range(self.retries + 1):
             try:
                 response = self.session.request(method, url, json=body, timeout=self.timeout)
-            except requests.ConnectionError:
+            except requests.ConnectionError as error:
                 if attempt == self.retries:
-                    raise
+                    raise _error(error) from error
+            except requests.RequestException as error:
+                raise _error(error) from error
             else:
+                if response.status_code == 200:
+                    return response.json()
                 if response.status_code != 503 or attempt == self.retries:
-                    payload = response.json()
-                    if response.status_code != 200:
-                        raise RestError(response.status_code, payload.get("error", response.text))
-                    return payload
+                    raise _error(response)
             time.sleep(self.backoff * 2 ** attempt)
         raise AssertionError("unreachable")
 
@@ -79,11 +74,6 @@ class SrganRestClient(ServingClient):
             self._signatures.update(self.metadata())
         return self._signatures[signature]["outputs"]
 
-    @staticmethod
-    def _still_starting(error: Exception) -> bool:
-        return isinstance(error, requests.ConnectionError) or (isinstance(error, RestError)
-                                                              and error.status in (404, 503))
-
     def status(self) -> list[dict]:
         answer = self._call("GET", self._model_url())
         return [{"version": int(s["version"]), "state": s["state"], "error": s["status"].get("error_message", "")}
@@ -96,6 +86,23 @@ class SrganRestClient(ServingClient):
         return {name: {"inputs": {k: dtype(v) for k, v in sig.get("inputs", {}).items()},
                        "outputs": {k: dtype(v) for k, v in sig.get("outputs", {}).items()}}
                 for name, sig in signatures.items()}
+
+
+def _error(failure) -> ServingClientError:
+    """Every error of this client, converted here: an answer of TF Serving's `{"error": …}` (its status read back
+    from the HTTP code), a connection that failed (UNAVAILABLE) or timed out (DEADLINE_EXCEEDED)."""
+    if isinstance(failure, requests.Response):
+        try:
+            message = failure.json().get("error", failure.text)
+        except ValueError:
+            message = failure.text
+        return ServingClientError(contract.STATUS_OF_HTTP.get(failure.status_code, "UNKNOWN"), message,
+                                  failure.status_code)
+    code = "DEADLINE_EXCEEDED" if isinstance(failure, requests.Timeout) else "UNAVAILABLE"
+    return ServingClientError(code, str(failure))
+
+
+RestError = ServingClientError  # its name before the clients shared one error type
 
 
 def _to_json(array: np.ndarray):

@@ -9,6 +9,7 @@ from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
 from core import contract
 from core.repository import ONNX_FLOAT, ONNX_UINT8
+from serving.errors import describe, invalid_argument
 from serving.onnx_runtime import create_session
 
 
@@ -69,8 +70,12 @@ class SavedModelRunner:
                             for name, sig in meta_graph.signature_def.items() if not name.startswith("__")}
 
     def run(self, signature: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import tensorflow as tf
         feeds, fetches = self._signatures[signature]
-        return self._session.run(fetches, {feeds[k]: v for k, v in inputs.items()})
+        try:
+            return self._session.run(fetches, {feeds[k]: v for k, v in inputs.items()})
+        except tf.errors.InvalidArgumentError as error:  # a truncated or lying image file, found by the decoder
+            raise invalid_argument(describe(error)) from None
 
 
 class OnnxRunner:
@@ -115,7 +120,10 @@ class OnnxRunner:
 
     def _encoded(self, image_bytes: bytes) -> bytes:
         from PIL import Image
-        rgb = np.asarray(Image.open(io.BytesIO(image_bytes)).convert("RGB"))
+        try:
+            rgb = np.asarray(Image.open(io.BytesIO(image_bytes)).convert("RGB"))
+        except (OSError, ValueError, Image.DecompressionBombError) as error:  # truncated, corrupt, lying header
+            raise invalid_argument(f"the image cannot be decoded: {describe(error)}") from None
         sr = self._bounded(self._uint8, contract.UINT8_INPUT, rgb[None])[0]
         buffer = io.BytesIO()
         Image.fromarray(sr).save(buffer, format="PNG")

@@ -8,6 +8,7 @@ says otherwise, and on SIGTERM or Ctrl-C stops taking requests, finishes those i
 """
 
 import concurrent.futures
+import argparse
 import dataclasses
 import gc
 import logging
@@ -26,9 +27,9 @@ from core.cli import UserError, exit_on_user_error, parser, setup_logging
 from serving.admission import MemoryBudget, available_memory_bytes
 from serving.batching import Batcher
 from serving.errors import ServingError
-from serving.grpc_service import Limits, ModelService, PredictionService
 from serving.manager import ModelManager, model_config
 from serving.process import READY
+from serving.service import Limits, ModelService, PredictionService
 
 log = logging.getLogger("serving.server")
 
@@ -57,6 +58,8 @@ class ServerConfig:
     max_pixels_per_request: int = 0  # 0: the largest request the memory budget admits
     drain_seconds: float = 10.0
     allow_version_labels_for_unavailable_models: bool = False
+    # HandleReloadConfigRequest from the network; TF Serving's fleets get the same by not exposing ModelService.
+    enable_reload_config: bool = True
 
 
 def parse_args(argv=None) -> ServerConfig:
@@ -99,6 +102,9 @@ def parse_args(argv=None) -> ServerConfig:
                    help="on SIGTERM, how long requests in flight may take to finish")
     p.add_argument("--allow_version_labels_for_unavailable_models", action="store_true",
                    help="accept version labels that name a version not (yet) AVAILABLE, as TF Serving's flag")
+    p.add_argument("--enable_reload_config", action=argparse.BooleanOptionalAction, default=d.enable_reload_config,
+                   help="answer ModelService.HandleReloadConfigRequest (--no-enable_reload_config: refuse it with "
+                        "PERMISSION_DENIED, for servers whose gRPC port others can reach)")
     return ServerConfig(**vars(p.parse_args(argv)))
 
 
@@ -143,7 +149,7 @@ class ModelServer:
         self.prediction = PredictionService(self.manager, self.batcher, Limits(config.max_pixels_per_request or
                                                                                Limits.max_pixels), self.budget)
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(self.prediction, self.server)
-        self.models = ModelService(self.manager)
+        self.models = ModelService(self.manager, config.enable_reload_config)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(self.models, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         self.port = None

@@ -68,6 +68,14 @@ def to_numpy(proto: tensor_pb2.TensorProto) -> np.ndarray:
     values = getattr(proto, _VALUE_FIELD[proto.dtype])
     if proto.dtype == types_pb2.DT_HALF:
         array = np.asarray(values, dtype=np.uint16).view(np.float16)
+    elif dtype.kind in "iu":  # int_val holds int32s: 300 or -5 must not wrap into a uint8 silently
+        wide = np.asarray(values, dtype=np.int64)
+        limits = np.iinfo(dtype)
+        if wide.size and (wide.min() < limits.min or wide.max() > limits.max):
+            bad = wide[(wide < limits.min) | (wide > limits.max)][0]
+            raise TensorError(f"value {bad} is out of range for {dtype_name(proto.dtype)} "
+                              f"({limits.min} to {limits.max})")
+        array = wide.astype(dtype)
     else:
         array = np.asarray(values, dtype=dtype)
     return _fill(array, shape, count)
@@ -76,8 +84,8 @@ def to_numpy(proto: tensor_pb2.TensorProto) -> np.ndarray:
 def _fill(values: np.ndarray, shape: list[int], count: int) -> np.ndarray:
     if values.size == count:
         return values.reshape(shape)
-    if values.size == 1:
-        return np.full(shape, values[0], dtype=values.dtype)
+    if values.size == 1:  # one value for the whole shape: a read-only view, no memory per element
+        return np.broadcast_to(values.reshape(()), shape)
     if values.size == 0 and count == 0:
         return values.reshape(shape)
     raise TensorError(f"tensor has {values.size} values for shape {shape} ({count} expected)")

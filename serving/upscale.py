@@ -9,10 +9,15 @@ EXIF orientation is applied; grey-scale images (16-bit ones scaled, as training 
 grey-scale; an alpha channel is upscaled bicubic beside the model's RGB. A file that cannot be used (corrupt,
 truncated, or claiming more than --max-pixels in its header: refused before decoding) is reported and
 skipped; the others are still processed and a summary is printed (exit status 1 if any failed).
+
+Each output is `<-o>/<name>_x4.png`, written under a temporary name and renamed (never half-written). Before
+any work, a run that would write two inputs to one output, or an output over one of its inputs, or whose -o is
+a file, is refused in one sentence (exit status 2).
 """
 
 import argparse
 import dataclasses
+import os
 import sys
 from pathlib import Path
 
@@ -20,7 +25,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from core import contract
-from core.cli import exit_on_user_error, find_version, parser
+from core.cli import UserError, exit_on_user_error, find_version, parser
 from core.export_record import ExportRecord
 from core.images import DEFAULT_MAX_PIXELS, Picture, UnreadableImage, read_picture
 from core.model_spec import DEFAULT_TILE
@@ -57,7 +62,7 @@ def parse_args(argv=None) -> UpscaleConfig:
     p.add_argument("--target", help="host:port of TF Serving (default 127.0.0.1:8500 for grpc, 127.0.0.1:8501 for "
                                     "rest)")
     p.add_argument("--model-name", default="srgan")
-    p.add_argument("--tile", type=int, default=128, help="input tile side in pixels")
+    p.add_argument("--tile", type=int, default=DEFAULT_TILE, help="input tile side in pixels")
     p.add_argument("--overlap", type=int, help="input pixels added around each tile (default: receptive field)")
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                    help="refuse files whose header claims more input pixels (checked before decoding)")
@@ -94,11 +99,42 @@ def upscale_picture(picture: Picture, upscale, scale: int, tile: int, overlap: i
     return sr
 
 
+def output_path(path: Path, out: Path, scale: int) -> Path:
+    return out / f"{path.stem}_x{scale}.png"
+
+
+def check_outputs(inputs: tuple[Path, ...], out: Path, scale: int) -> None:
+    """Before any work: an output folder that is not a file, no two inputs written to one output, no output
+    that is one of the inputs. A UserError says which."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"-o {out} is a file; pass a folder for the upscaled images.")
+    claimed = {}
+    for path in inputs:
+        claimed.setdefault(output_path(path, out, scale).resolve(), []).append(path)
+    for target, sources in claimed.items():
+        if len(sources) > 1:
+            raise UserError(f"{', '.join(map(str, sources))} would all be written as {target}; upscale them in "
+                            "separate runs or into different -o folders.")
+    readonly = {path.resolve() for path in inputs}
+    for target, (source,) in claimed.items():
+        if target in readonly:
+            raise UserError(f"upscaling {source} would overwrite the input {target}; choose another -o folder.")
+
+
+def save_atomically(image: Image.Image, path: Path) -> None:
+    """Written under a temporary name and renamed: an output that exists is complete."""
+    temporary = path.with_name(f".{path.name}.partial")
+    image.save(temporary, format="PNG")
+    os.replace(temporary, path)
+
+
 @exit_on_user_error
 def run(config: UpscaleConfig) -> int:
-    upscale, version_dir = make_upscaler(config)
-    spec = ExportRecord.load(version_dir).model_spec
+    local = config.backend in ("onnx", "savedmodel")
+    spec = ExportRecord.load(find_version(config.model_dir) if local else None).model_spec
     scale, radius = spec.scale, spec.receptive_radius
+    check_outputs(config.inputs, config.out, scale)
+    upscale, version_dir = make_upscaler(config)
     overlap = radius if config.overlap is None else config.overlap
     config.out.mkdir(parents=True, exist_ok=True)
     failed = []
@@ -106,7 +142,7 @@ def run(config: UpscaleConfig) -> int:
         try:
             picture = read_picture(path, config.max_pixels)
             result = upscale_picture(picture, upscale, scale, config.tile, overlap)
-            result.save(config.out / f"{path.stem}_x{scale}.png")
+            save_atomically(result, output_path(path, config.out, scale))
         except UnreadableImage as error:
             failed.append((path, error.reason))
         except Exception as error:  # noqa: BLE001 - one file's failure (a refused request…) never stops the rest

@@ -43,5 +43,5 @@ def trained_run(tmp_path_factory, cache_dir) -> Path:
 @pytest.fixture(scope="session")
 def exported(trained_run):
     """Version 1 of a model repository exported from `trained_run`, with its parity report."""
-    from export.to_onnx import ExportConfig, export
+    from export.run import ExportConfig, export
     return export(ExportConfig(run_dir=trained_run, repository=trained_run.parent / "models"))

@@ -27,6 +27,7 @@ def _python(code: str, **env) -> subprocess.CompletedProcess:
                           env={**clean, **env})
 
 
+@pytest.mark.slow  # a Python process that imports TensorFlow
 def test_tensorflow_start_up_lines_are_kept_off_stderr_but_ours_are_not():
     quiet = _python(IMPORT_AND_RUN)
     assert quiet.returncode == 0, quiet.stderr
@@ -34,12 +35,14 @@ def test_tensorflow_start_up_lines_are_kept_off_stderr_but_ours_are_not():
     assert "ours before" in quiet.stderr and "ours after" in quiet.stderr
 
 
+@pytest.mark.slow  # a Python process that imports TensorFlow
 def test_srgan_verbose_shows_tensorflows_own_lines():
     verbose = _python(IMPORT_AND_RUN, SRGAN_VERBOSE="1")
     assert verbose.returncode == 0, verbose.stderr
     assert _tensorflow_lines(verbose.stderr), verbose.stderr  # what the quiet run hides is really there
 
 
+@pytest.mark.slow  # a Python process that imports TensorFlow
 @pytest.mark.parametrize("flags, sentence", [
     (["--channels", "0"], "--channels must be positive, got 0."),
     (["--log-every", "0"], "--log-every must be at least 1, got 0."),
@@ -67,7 +70,7 @@ def test_training_help_shows_every_presets_defaults():
 
 
 def test_old_spellings_still_work(tmp_path):
-    from export.to_onnx import parse_args as export_args
+    from export.run import parse_args as export_args
     from serving.tf_serving import parse_args as tf_serving_args
     from serving.upscale import parse_args as upscale_args
     from training.config import config_from_args
@@ -83,6 +86,7 @@ def test_old_spellings_still_work(tmp_path):
     assert missing.value.code == 2
 
 
+@pytest.mark.slow  # a Python process that imports TensorFlow
 def test_a_server_that_cannot_start_is_reported_with_its_own_words(tmp_path):
     from serving.process import EmbeddedServer
     from core.cli import UserError

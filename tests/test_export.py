@@ -16,7 +16,7 @@ from tensorflow_serving.apis import prediction_log_pb2
 
 from export import parity
 from export.repository import staged_version
-from export.to_onnx import ExportConfig, export
+from export.run import ExportConfig, export
 from serving.onnx_runtime import create_session
 from tests.helpers import REPO, run_module
 
@@ -152,7 +152,7 @@ def test_versions_increase_and_are_never_overwritten(run_dir, tmp_path):
     assert refused.value.code == 2 and pb.stat().st_mtime_ns == stamp
     export(ExportConfig(run_dir=run_dir, repository=tmp_path, version=1, overwrite=True))
     assert pb.stat().st_mtime_ns != stamp
-    assert sorted(p.name for p in (tmp_path / "srgan").iterdir()) == ["1", "2"]
+    assert sorted(p.name for p in (tmp_path / "srgan").iterdir()) == [".export.lock", "1", "2"]
 
 
 def test_a_failure_inside_the_export_removes_its_staging_folder(tmp_path):
@@ -300,3 +300,30 @@ def test_an_int8_copy_over_the_quality_budget_is_not_kept(exported, tmp_path):
     assert not report["kept"] and report["file"] is None and "> the budget" in report["reason"]
     assert len(report["float_layers"]) == 2  # it tried leaving layers in float before giving up
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]  # no file, no work folder left
+
+
+def test_two_exports_of_one_model_take_turns(run_dir, tmp_path):
+    """Started together, they publish versions 1 and 2, neither replacing the other (a lock in the model's
+    folder); before the lock both chose version 1 and the second silently replaced the first."""
+    command = [sys.executable, "-m", "export.to_onnx", "--run-dir", str(run_dir), "--repository", str(tmp_path)]
+    procs = [subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outputs = [proc.communicate(timeout=900) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
+    versions = sorted(p.name for p in (tmp_path / "srgan").iterdir() if not p.name.startswith("."))
+    assert versions == ["1", "2"]
+    published = sorted(line.rsplit("/", 1)[1] for _, err in outputs for line in err.splitlines() if "published" in line)
+    assert published == ["1", "2"]
+
+
+@pytest.mark.parametrize("flags, sentence", [
+    ({"model_name": "../escaped"}, "must be a plain folder name"),
+    ({"model_name": ".hidden"}, "must be a plain folder name"),
+    ({"version": 1 << 63}, "up to 9223372036854775807"),
+])
+def test_a_model_name_that_leaves_the_repository_or_a_version_beyond_int64_is_refused(tmp_path, capsys, flags,
+                                                                                        sentence):
+    with pytest.raises(SystemExit) as refused:
+        export(ExportConfig(run_dir=tmp_path / "no-run", repository=tmp_path / "models", **flags))
+    assert refused.value.code == 2 and sentence in capsys.readouterr().err
+    assert not (tmp_path / "escaped").exists() and not (tmp_path / "models").exists()

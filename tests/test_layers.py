@@ -29,6 +29,7 @@ print(len(names))
 """
 
 
+@pytest.mark.slow  # a Python process per package, importing TensorFlow
 @pytest.mark.parametrize("package", sorted(FORBIDDEN))
 def test_package_imports_only_what_lies_below_it(package):
     code = _IMPORT_EVERY_MODULE.format(package=package, blocked=FORBIDDEN[package])
@@ -58,6 +59,7 @@ def test_no_import_statement_anywhere_points_up(package):
     assert not wrong
 
 
+@pytest.mark.slow
 def test_the_checks_can_fail():
     """workflows.demo uses training and serving: both checks see it when they are forbidden there."""
     assert "training" in imports_of("workflows")["workflows/demo.py"]

@@ -23,7 +23,7 @@ from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc
 from tensorflow_serving.config import model_server_config_pb2
 
-from export.to_onnx import ExportConfig, export
+from export.run import ExportConfig, export
 from serving.client import SrganClient
 from serving.onnx_runtime import create_session
 from serving.process import free_port
@@ -233,9 +233,25 @@ def test_security_loopback_only_and_no_paths_outside_the_repository(repository, 
                 model_service_pb2_grpc.ModelServiceStub(channel).HandleReloadConfigRequest(
                     model_management_pb2.ReloadConfigRequest(config=config), timeout=10)
         assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "outside" in refused.value.details()
+        empty = model_server_config_pb2.ModelServerConfig()
+        empty.model_config_list.SetInParent()  # a list naming no model used to unload everything, answering OK
+        with grpc.insecure_channel(server.target) as channel:
+            with pytest.raises(grpc.RpcError) as refused:
+                model_service_pb2_grpc.ModelServiceStub(channel).HandleReloadConfigRequest(
+                    model_management_pb2.ReloadConfigRequest(config=empty), timeout=10)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "names no model" in refused.value.details()
         assert raw_predict(server.target, {"images": np.zeros((1, 4, 4, 3), np.uint8)}).model_spec.version.value == 1
     finally:
         assert server.stop() == 0
+    locked = ServerProcess("--model_base_path", str(repository), "--no-enable_reload_config")
+    try:
+        with grpc.insecure_channel(locked.target) as channel:
+            with pytest.raises(grpc.RpcError) as refused:
+                model_service_pb2_grpc.ModelServiceStub(channel).HandleReloadConfigRequest(
+                    model_management_pb2.ReloadConfigRequest(config=config), timeout=10)
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    finally:
+        assert locked.stop() == 0
 
 
 # -- training and export ------------------------------------------------------------------------------------
@@ -307,7 +323,7 @@ def test_an_export_killed_at_any_stage_leaves_no_partial_version(trained_run, tm
         assert [p for p in model_path.iterdir() if p.name.startswith(".staging-")]
     version_dir, report = export(ExportConfig(run_dir=trained_run, repository=tmp_path))
     assert report["passed"] and version_dir.name == str(len(visible) + 1)
-    assert sorted(p.name for p in model_path.iterdir()) == [*visible, version_dir.name]  # staging removed
+    assert sorted(p.name for p in model_path.iterdir()) == [".export.lock", *visible, version_dir.name]  # staging gone
 
 
 def test_version_folder_names_follow_tf_servings_rule():
@@ -429,6 +445,35 @@ def test_encoded_bombs_are_refused_from_their_headers(repository):
             raw_predict(server.target, {"image_bytes": np.array([b"not an image"], dtype=object)},
                         signature="predict_encoded")
         assert "is not a PNG, JPEG, GIF or BMP" in error.value.details()
+        assert _healthy(server.target)
+    finally:
+        assert server.stop() == 0
+
+
+@pytest.mark.parametrize("backend", ["savedmodel", "onnx"])
+def test_a_truncated_image_is_invalid_argument_not_unknown_and_counted_so(repository, backend):
+    """The header is fine, the data is cut: the decoder finds it while the model runs. It used to come back as
+    UNKNOWN with TensorFlow's "Graph execution error" and be counted OK in the metrics."""
+    import io
+    import urllib.request
+
+    from PIL import Image
+    from serving.process import free_port
+    rest_port = free_port()
+    server = ServerProcess("--model_base_path", str(repository), "--backend", backend, "--rest_api_port",
+                           str(rest_port))
+    whole = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(whole, format="PNG")
+    truncated = whole.getvalue()[:len(whole.getvalue()) // 2]
+    try:
+        with pytest.raises(grpc.RpcError) as error:
+            raw_predict(server.target, {"image_bytes": np.array([truncated], dtype=object)},
+                        signature="predict_encoded")
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT, error.value.details()
+        assert "Graph execution error" not in error.value.details()
+        with urllib.request.urlopen(f"http://127.0.0.1:{rest_port}/monitoring/prometheus/metrics") as answer:
+            metrics = answer.read().decode()
+        assert 'status="INVALID_ARGUMENT"' in metrics
         assert _healthy(server.target)
     finally:
         assert server.stop() == 0

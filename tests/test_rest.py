@@ -172,7 +172,8 @@ def test_prometheus_metrics_move_with_requests(server):
 
 def test_the_rest_client_and_upscale_command_give_the_grpc_answer(server, tmp_path):
     from serving.client import SrganClient
-    from serving.rest_client import RestError, SrganRestClient
+    from serving.client_base import ServingClientError
+    from serving.rest_client import SrganRestClient
     images = random_images((2, 11, 6), seed=3)
     target = server.rest.removeprefix("http://")
     with SrganRestClient(target) as rest, SrganClient(server.target) as grpc_client:
@@ -182,9 +183,14 @@ def test_the_rest_client_and_upscale_command_give_the_grpc_answer(server, tmp_pa
         assert np.allclose(rest.predict({"lr": floats}, "predict_float")["sr"],
                            grpc_client.predict({"lr": floats}, "predict_float")["sr"], atol=1e-6)
         assert rest.metadata()["serving_default"]["outputs"] == {"sr_images": "uint8"}
-        with pytest.raises(RestError) as refused:
+        for client in (SrganRestClient(target, version=99), SrganClient(server.target, version=99)):
+            with pytest.raises(ServingClientError) as refused, client:
+                client.upscale(images)
+            assert refused.value.code == "NOT_FOUND"  # one error type, one status name, whatever the protocol
+        assert refused.value.http_status is None and refused.value.message
+        with pytest.raises(ServingClientError) as refused:
             SrganRestClient(target, version=99).upscale(images)
-        assert refused.value.status == 404
+        assert refused.value.http_status == 404
     photo = write_image(tmp_path / "in" / "photo.png", random_images((1, 40, 30), seed=4)[0])
     for protocol in ("grpc", "rest"):
         result = run_module("serving.upscale", str(photo), "-o", str(tmp_path / protocol), "--protocol", protocol,

@@ -14,7 +14,7 @@ from PIL import Image
 
 from export import saved_model
 from export.graphs import ServingModule
-from export.to_onnx import ExportConfig, export
+from export.run import ExportConfig, export
 from serving.client import SrganClient
 from serving.onnx_runtime import create_session
 from serving.servable import SavedModelRunner

@@ -80,3 +80,23 @@ def test_no_gpu_provider_is_asked_for_without_a_gpu(exported):
         pytest.skip("a GPU is visible here")
     assert default_providers() == ["CPUExecutionProvider"]
     assert create_session(exported[0] / "model.onnx").get_providers() == ["CPUExecutionProvider"]
+
+
+def test_outputs_never_collide_nor_overwrite_an_input_and_are_refused_before_any_work(tmp_path):
+    """Three inputs named a, an output that would replace an input, and -o naming a file: each refused in one
+    sentence with exit status 2, before any model or server is touched (the target below does not exist)."""
+    image = np.zeros((8, 8, 3), np.uint8)
+    inputs = [write_image(tmp_path / name, image) for name in ("a.png", "a.bmp", "sub/a.png")]
+    remote = ("--backend", "grpc", "--target", "127.0.0.1:9")
+    result = run_module("serving.upscale", *map(str, inputs), "-o", str(tmp_path / "out"), *remote, timeout=120)
+    assert result.returncode == 2 and "would all be written as" in result.stderr, result.stderr[-500:]
+    assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
+
+    already = write_image(tmp_path / "p_x4.png", image)
+    result = run_module("serving.upscale", str(write_image(tmp_path / "p.png", image)), str(already), "-o",
+                        str(tmp_path), *remote, timeout=120)
+    assert result.returncode == 2 and "would overwrite the input" in result.stderr, result.stderr[-500:]
+    assert np.array_equal(np.asarray(Image.open(already)), image)  # untouched
+
+    result = run_module("serving.upscale", str(inputs[0]), "-o", str(already), *remote, timeout=120)
+    assert result.returncode == 2 and "is a file" in result.stderr and "Traceback" not in result.stderr

@@ -1,4 +1,7 @@
-"""TF Serving's gRPC API on the generated servicers of tensorflow-serving-api.
+"""TF Serving's API, protocol-neutral: `predict`, `metadata`, `status` and `reload` take TF Serving's request
+protos and raise `ServingError`s with its codes; the REST API (serving.rest) calls them as they are, and the
+gRPC methods of the generated servicers of tensorflow-serving-api wrap them (`_grpc`: the one place a
+`ServingError` becomes a gRPC status).
 
 PredictionService: Predict and GetModelMetadata (Classify, Regress and MultiInference answer UNIMPLEMENTED,
 the generated default). ModelService: GetModelStatus and HandleReloadConfigRequest. Errors carry TF
@@ -15,6 +18,7 @@ import contextlib
 import dataclasses
 import io
 import logging
+import math
 import time
 
 import grpc
@@ -86,6 +90,9 @@ def _check_inputs(request_inputs, specs: dict, signature_def, limits: Limits) ->
                                    "least 1×1 pixels")
         if len(shape) == 4 and shape[0] * shape[1] * shape[2] > limits.max_pixels:
             raise limits.too_many_pixels(f"input '{key}' has {shape[0]}×{shape[1]}×{shape[2]} pixels")
+        if spec.dtype == "string" and math.prod(shape) > limits.max_images:  # before anything is expanded
+            raise invalid_argument(f"input '{key}' has shape {shape}: {math.prod(shape)} images, more than the "
+                                   f"{limits.max_images} one request may carry")
         try:
             array = tensors.to_numpy(proto)
         except tensors.TensorError as error:
@@ -115,6 +122,11 @@ def _check_encoded_images(key: str, blobs: np.ndarray, limits: Limits) -> int:
         try:
             with Image.open(io.BytesIO(blob)) as image:  # reads the header only
                 kind, (width, height) = image.format, image.size
+                # Later frames may be far larger than the first, and TensorFlow's decoder reads them all.
+                if getattr(image, "is_animated", False):
+                    raise invalid_argument(f"input '{key}' image {index} is animated ({kind}); send one frame")
+        except ServingError:
+            raise
         except Image.DecompressionBombError:
             kind, width, height = "?", limits.max_pixels + 1, 1
         except Exception:  # noqa: BLE001 - anything PIL cannot even identify
@@ -127,6 +139,17 @@ def _check_encoded_images(key: str, blobs: np.ndarray, limits: Limits) -> int:
                                    f"carry (image {index}: {width}×{height} in its header); send fewer or smaller "
                                    "images, or tile them (serving.upscale does)")
     return total
+
+
+def _grpc(context, call, *args):
+    """A protocol-neutral call answered over gRPC: a ServingError aborts with its code and message; a request
+    whose client had gone before the model ran ends as DEADLINE_EXCEEDED."""
+    try:
+        return call(*args)
+    except ServingError as error:
+        context.abort(error.code, error.message)
+    except Abandoned:
+        context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline exceeded before the model ran")
 
 
 def _wanted(context) -> bool:
@@ -171,6 +194,9 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         except Abandoned:
             status = "DEADLINE_EXCEEDED"
             raise
+        except Exception:
+            status = "UNKNOWN"  # never counted as OK
+            raise
         finally:
             METRICS.request(request.model_spec.name, "Predict", entrypoint, status, time.perf_counter() - started)
 
@@ -200,12 +226,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         return response
 
     def Predict(self, request, context):
-        try:
-            return self.predict(request, lambda: _wanted(context))
-        except ServingError as error:
-            context.abort(error.code, error.message)
-        except Abandoned:  # the client had gone before the model ran
-            context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline exceeded before the model ran")
+        return _grpc(context, self.predict, request, lambda: _wanted(context))
 
     def _admitted(self, cost_bytes: int, still_wanted):
         if self.budget is None:
@@ -235,15 +256,13 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         return response
 
     def GetModelMetadata(self, request, context):
-        try:
-            return self.metadata(request)
-        except ServingError as error:
-            context.abort(error.code, error.message)
+        return _grpc(context, self.metadata, request)
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
-    def __init__(self, manager):
+    def __init__(self, manager, reload_enabled: bool = True):
         self.manager = manager
+        self.reload_enabled = reload_enabled
 
     def status(self, request) -> get_model_status_pb2.GetModelStatusResponse:
         """GetModelStatus, whatever the protocol; raises ServingError (get_model_status_impl.cc: a version label
@@ -271,16 +290,21 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         return response
 
     def GetModelStatus(self, request, context):
-        try:
-            return self.status(request)
-        except ServingError as error:
-            context.abort(error.code, error.message)
+        return _grpc(context, self.status, request)
+
+    def reload(self, request) -> model_management_pb2.ReloadConfigResponse:
+        """HandleReloadConfigRequest, whatever the protocol; raises ServingError. A list without any model is
+        refused: it would unload everything while health still answered SERVING."""
+        if not self.reload_enabled:
+            raise ServingError(grpc.StatusCode.PERMISSION_DENIED, "this server does not accept configuration "
+                               "reloads (started with --no-enable_reload_config)")
+        if not request.config.HasField("model_config_list"):
+            raise invalid_argument("ModelServerConfig must hold a model_config_list")
+        if not request.config.model_config_list.config:
+            raise invalid_argument("the model_config_list names no model: reloading it would unload every model; "
+                                   "list the models to keep serving")
+        self.manager.reload(request.config)
+        return model_management_pb2.ReloadConfigResponse(status=status_pb2.StatusProto(error_code=0))
 
     def HandleReloadConfigRequest(self, request, context):
-        if not request.config.HasField("model_config_list"):
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "ModelServerConfig must hold a model_config_list")
-        try:
-            self.manager.reload(request.config)
-        except ServingError as error:
-            context.abort(error.code, error.message)
-        return model_management_pb2.ReloadConfigResponse(status=status_pb2.StatusProto(error_code=0))
+        return _grpc(context, self.reload, request)

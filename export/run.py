@@ -1,0 +1,191 @@
+"""The whole export (`python -m export.to_onnx`, the documented command, or `python -m export.run`): one new
+version of the model repository (SavedModel for TF Serving, ONNX, the optional float16 and INT8 copies), with
+parity measured between the Keras generator, the SavedModel and ONNX Runtime.
+
+Exit status: 0 parity holds; 1 parity failed (the version is still written, marked failed in parity.json);
+2 bad input (no or unreadable checkpoint, unwritable repository, impossible opset).
+"""
+
+import argparse
+import dataclasses
+import datetime
+import json
+import logging
+import sys
+from pathlib import Path
+
+from core.cli import exit_on_user_error, parser, setup_logging
+from core.export_record import ExportRecord
+from core.model_spec import DEFAULT_TILE
+from core.repository import ONNX_FP16, PARITY_REPORT
+
+log = logging.getLogger("export")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportConfig:
+    run_dir: Path | None = Path("runs/demo")
+    checkpoint: Path | None = None
+    weights: Path | None = None  # a shipped generator (training/pretrained/photos) instead of a run
+    repository: Path = Path("models")  # TF Serving's base: <repository>/<model name>/<version>
+    model_name: str = "srgan"
+    version: int | None = None  # default: the next integer
+    overwrite: bool = False
+    opset: int | None = None  # default: the newest tf2onnx and onnx both know
+    fp16: bool = False
+    tile: int = DEFAULT_TILE  # input pixels per tile side in the SavedModel's bounded-memory tiling
+    prelu_nodes: bool = False  # one ONNX PRelu node per PReLU (slower on ONNX Runtime's CPU provider today)
+    int8: bool = False
+    int8_max_loss: float = 0.1  # dB of held-out PSNR the INT8 copy may lose against the float model
+    int8_float_layers: int = 4
+    max_abs: float = 1e-4
+    min_identical: float = 0.999
+    max_uint8_diff: int = 1
+    fp16_min_identical: float = 0.90
+    fp16_max_uint8_diff: int = 8
+
+
+def parse_args(argv=None) -> ExportConfig:
+    d = ExportConfig()
+    p = parser("python -m export.to_onnx", __doc__)
+    p.add_argument("--run-dir", type=Path, default=d.run_dir, help="training run: its latest checkpoint")
+    p.add_argument("--checkpoint", type=Path, help="a checkpoint prefix (…/ckpt-N) or folder, instead")
+    p.add_argument("--weights", type=Path,
+                   help="a shipped generator instead: a folder with generator.weights.h5 and model.json "
+                        "(training/pretrained/photos: the trained model that comes with the toolkit)")
+    p.add_argument("--repository", type=Path, default=d.repository,
+                   help="model repository: the version goes to <repository>/<model name>/<version>")
+    p.add_argument("--model-dir", dest="repository", type=Path, help=argparse.SUPPRESS)  # its old name
+    p.add_argument("--model-name", default=d.model_name)
+    p.add_argument("--version", type=int, help="version number (default: the next one)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --version")
+    p.add_argument("--opset", type=int, help="ONNX opset (default: the newest the installed tools make)")
+    p.add_argument("--fp16", action="store_true", help="also write model_fp16.onnx for GPUs")
+    p.add_argument("--tile", type=int, default=d.tile,
+                   help="the SavedModel runs the generator on windows of tile + 2·receptive radius pixels at "
+                        "most, so a request of any size costs bounded memory; 0: on the whole input (memory "
+                        "grows with the request)")
+    p.add_argument("--prelu-nodes", action="store_true",
+                   help="write each PReLU as one ONNX PRelu node instead of tf2onnx's five (Relu, Neg, Relu, Mul, "
+                        "Add); the same answers, a leaner graph, but 8 %% slower on ONNX Runtime's CPU provider in "
+                        "our profile (benchmarks/onnx_profile.py)")
+    p.add_argument("--int8", action="store_true",
+                   help="also write model_int8.onnx for CPUs with VNNI: static quantisation calibrated on real "
+                        "photographs, kept only if its held-out PSNR loss is within --int8-max-loss")
+    p.add_argument("--int8-max-loss", type=float, default=d.int8_max_loss,
+                   help="dB of held-out PSNR the INT8 copy may lose against the float model")
+    p.add_argument("--int8-float-layers", type=int, default=d.int8_float_layers,
+                   help="convolutions that may stay in float (chosen from the picture's ends) to meet it")
+    p.add_argument("--max-abs", type=float, default=d.max_abs, help="float32 max abs error allowed")
+    p.add_argument("--min-identical", type=float, default=d.min_identical,
+                   help="share of identical uint8 values required")
+    p.add_argument("--max-uint8-diff", type=int, default=d.max_uint8_diff, help="largest uint8 difference allowed")
+    p.add_argument("--fp16-min-identical", type=float, default=d.fp16_min_identical)
+    p.add_argument("--fp16-max-uint8-diff", type=int, default=d.fp16_max_uint8_diff)
+    args = vars(p.parse_args(argv))
+    return ExportConfig(**args)
+
+
+def _versions() -> dict:
+    import onnx
+    import onnxruntime
+    import tensorflow as tf
+    import tf2onnx
+    return {"tensorflow": tf.__version__, "tf2onnx": tf2onnx.__version__, "onnx": onnx.__version__,
+            "onnxruntime": onnxruntime.__version__}
+
+
+@exit_on_user_error
+def export(config: ExportConfig) -> tuple[Path, dict]:
+    """Write the version; returns its directory and the parity report."""
+    from core.cli import UserError
+    from export import onnx_model
+    from export.checkpoint import find_checkpoint, load_generator, load_weights
+    from export.repository import check_model_name, check_version, export_turn, next_version
+    from export.tiles import Tiling
+
+    if config.tile < 0:
+        raise UserError(f"--tile must be a number of pixels (0: no tiling), got {config.tile}.")
+    if config.int8_float_layers < 0:
+        raise UserError(f"--int8-float-layers must be 0 or more, got {config.int8_float_layers}.")
+    if config.version is not None:
+        check_version(config.version)
+    check_model_name(config.model_name)
+    opset = onnx_model.choose_opset(config.opset)
+    if config.weights is not None:
+        trained = load_weights(config.weights)
+    else:
+        trained = load_generator(find_checkpoint(config.run_dir, config.checkpoint))
+    model_path = config.repository / config.model_name
+    tiling = Tiling.for_spec(trained.spec, config.tile) if config.tile else None
+    metadata = {"scale": trained.spec.scale, "source_checkpoint": str(Path(trained.checkpoint).resolve()),
+                "step": trained.step, "model_spec": trained.spec.to_json(), "opset": opset}
+    with export_turn(model_path):
+        version = check_version(config.version or next_version(model_path))
+        log.info("exporting %s (step %d) as %s/%d", trained.checkpoint, trained.step, model_path, version)
+        return _write_version(config, trained, model_path, version, tiling, metadata, opset)
+
+
+def _write_version(config: ExportConfig, trained, model_path: Path, version: int, tiling, metadata: dict,
+                   opset: int) -> tuple[Path, dict]:
+    from export import int8, onnx_model, parity, saved_model
+    from export.repository import staged_version
+    with staged_version(model_path, version, config.overwrite) as staging:
+        log.info("writing the SavedModel (in %s)", staging.name)
+        saved_model.write_saved_model(trained.model, tiling, staging, config.model_name)
+        log.info("writing the ONNX files (opset %d)", opset)
+        onnx_paths = onnx_model.write_onnx_models(trained.model, staging, opset, metadata, config.prelu_nodes)
+        if config.fp16:
+            onnx_paths["fp16"] = onnx_model.write_float16_model(onnx_paths["uint8"], staging / ONNX_FP16)
+        int8_report = None
+        if config.int8:
+            log.info("quantising to INT8 (calibration on the training photographs)")
+            int8_report = int8.write_int8_model(
+                onnx_paths["uint8"], staging / int8.FILE_NAME, trained.spec.scale,
+                int8.Int8Settings(config.int8_max_loss, config.int8_float_layers))
+        log.info("measuring parity")
+        held_out = None if config.weights else Path(trained.checkpoint).parent.parent / "test_images" / "lr"
+        cases = parity.parity_cases(held_out)
+        reference = parity.keras_backend(trained.model)
+        # The graph-mode rows load the version as tensorflow_model_server does: if it cannot, the export fails.
+        groups = {"float32": parity.compare(
+            reference, [parity.saved_model_backend(staging), *parity.graph_saved_model_backends(staging),
+                        *parity.onnx_backends(onnx_paths["uint8"], onnx_paths["float"])],
+            cases, parity.Tolerance(config.max_abs, config.min_identical, config.max_uint8_diff))}
+        if config.fp16:
+            groups["float16"] = parity.compare(
+                reference, parity.onnx_backends(onnx_paths["fp16"], None, label="onnx-fp16"), cases,
+                parity.Tolerance(float("inf"), config.fp16_min_identical, config.fp16_max_uint8_diff))
+        header = (f"# Parity of {config.model_name} version {version}\n\nSource: {trained.checkpoint} "
+                  f"(step {trained.step}); opset {opset}; cases: "
+                  + ", ".join(c.name for c in cases) + ".")
+        log.info("writing the reports")
+        table = parity.write_report(groups, staging, header)
+        report = json.loads((staging / PARITY_REPORT).read_text())
+        ExportRecord(
+            model_spec=trained.spec, version=version, step=trained.step,
+            source_checkpoint=metadata["source_checkpoint"], opset=opset,
+            saved_model_tiling=tiling.to_json() if tiling else None,
+            exported_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            files=tuple(sorted(p.name for p in staging.iterdir())), versions=_versions(),
+            parity_passed=report["passed"], int8=int8_report).save(staging)
+    log.info("published %s/%d", model_path, version)
+    print(table)
+    if int8_report:
+        verdict = f"kept as {int8_report['file']}" if int8_report["kept"] else "NOT kept"
+        print(f"INT8 {verdict}: {int8_report['reason']}; "
+              f"{len(int8_report['float_layers'])} convolution(s) left in float (export.json: int8)")
+    return model_path / str(version), report
+
+
+def main(argv=None) -> int:
+    setup_logging()
+    config = parse_args(argv)
+    version_dir, report = export(config)
+    verdict = "parity holds" if report["passed"] else "PARITY FAILED (version written, marked failed)"
+    print(f"{verdict}: {version_dir}")
+    return 0 if report["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
