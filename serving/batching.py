@@ -35,6 +35,7 @@ class _Task:
     array: np.ndarray
     future: concurrent.futures.Future
     wanted: Callable[[], bool] = lambda: True  # False once the client has cancelled or its deadline passed
+    deadline: float | None = None  # time.monotonic() when its computation must stop
 
     @property
     def group(self):
@@ -53,18 +54,20 @@ class Batcher:
         for worker in self._workers:
             worker.start()
 
-    def run(self, servable, signature: str, inputs: dict, wanted: Callable[[], bool] = lambda: True) -> dict:
+    def run(self, servable, signature: str, inputs: dict, wanted: Callable[[], bool] = lambda: True,
+            deadline: float | None = None) -> dict:
         """Run through a batch when the request has one batchable input; directly otherwise. `wanted()`
-        says whether the caller still waits for the answer."""
+        says whether the caller still waits for the answer; a batch computes until its last member's deadline
+        (the others have given up by then)."""
         if len(inputs) != 1:
-            return servable.runner.run(signature, inputs)
+            return servable.runner.run(signature, inputs, deadline)
         (key, array), = inputs.items()
         if array.ndim != 4 or array.shape[0] >= self.max_batch_size:
-            return servable.runner.run(signature, inputs)
-        task = _Task(servable, signature, key, array, concurrent.futures.Future(), wanted)
+            return servable.runner.run(signature, inputs, deadline)
+        task = _Task(servable, signature, key, array, concurrent.futures.Future(), wanted, deadline)
         with self._ready:
             if self._closed:
-                return servable.runner.run(signature, inputs)
+                return servable.runner.run(signature, inputs, deadline)
             self._queue.append(task)
             self._ready.notify()
         return task.future.result()
@@ -115,7 +118,9 @@ class Batcher:
                 arrays = [t.array for t in batch]
                 merged = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
                 METRICS.batch_size.labels(first.servable.name, first.signature).observe(merged.shape[0])
-                outputs = first.servable.runner.run(first.signature, {first.key: merged})
+                deadlines = [t.deadline for t in batch]
+                deadline = None if None in deadlines else max(deadlines)
+                outputs = first.servable.runner.run(first.signature, {first.key: merged}, deadline)
                 offset = 0
                 for task in batch:
                     n = task.array.shape[0]

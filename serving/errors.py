@@ -20,6 +20,11 @@ def invalid_argument(message: str) -> ServingError:
     return ServingError(grpc.StatusCode.INVALID_ARGUMENT, message)
 
 
+def deadline_exceeded(what: str = "the request") -> ServingError:
+    return ServingError(grpc.StatusCode.DEADLINE_EXCEEDED, f"Deadline exceeded: {what} was stopped when its "
+                        "deadline passed (the client's, or the server's --max_request_seconds)")
+
+
 def describe(error: Exception, limit: int = 500) -> str:
     """One line saying what went wrong: TensorFlow's "Graph execution error:" header and blank lines skipped."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]

@@ -39,10 +39,11 @@ _STATUS = re.compile(r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels
 class RestApi:
     """The WSGI application: `RestApi(prediction, models, max_body_bytes)` answers like TF Serving's port 8501."""
 
-    def __init__(self, prediction, models, max_body_bytes: int):
+    def __init__(self, prediction, models, max_body_bytes: int, timeout_seconds: float = 30.0):
         self.prediction = prediction  # serving.service.PredictionService
         self.models = models  # serving.service.ModelService
         self.max_body_bytes = max_body_bytes
+        self.timeout_seconds = timeout_seconds  # every request's deadline (--rest_api_timeout_in_ms)
         self.draining = False  # set on SIGTERM: requests already running finish, new ones are turned away
 
     def __call__(self, environ, start_response):
@@ -101,7 +102,7 @@ class RestApi:
         request.model_spec.CopyFrom(spec)
         for key, array in arrays.items():
             request.inputs[key].CopyFrom(tensors.to_proto(array))
-        response = self.prediction.predict(request, entrypoint="REST")
+        response = self.prediction.predict(request, entrypoint="REST", seconds_left=self.timeout_seconds)
         outputs = {key: (tensors.to_numpy(proto), key.endswith("_bytes") and proto.dtype == types_pb2.DT_STRING)
                    for key, proto in sorted(response.outputs.items())}
         return _response_json(outputs, row_format)

@@ -2,6 +2,8 @@
 
 import dataclasses
 import io
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +11,7 @@ from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
 from core import contract
 from core.repository import ONNX_FLOAT, ONNX_UINT8
-from serving.errors import describe, invalid_argument
+from serving.errors import deadline_exceeded, describe, invalid_argument
 from serving.onnx_runtime import create_session
 
 
@@ -69,13 +71,45 @@ class SavedModelRunner:
                                    {k: v.name for k, v in sig.outputs.items()})
                             for name, sig in meta_graph.signature_def.items() if not name.startswith("__")}
 
-    def run(self, signature: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run(self, signature: str, inputs: dict[str, np.ndarray], deadline: float | None = None
+            ) -> dict[str, np.ndarray]:
+        """The signature's outputs; with a `deadline` (time.monotonic()) the Session run is aborted when it
+        passes, as TF Serving's --enforce_session_run_timeout does (DEADLINE_EXCEEDED)."""
         import tensorflow as tf
         feeds, fetches = self._signatures[signature]
+        options = None
+        if deadline is not None:
+            milliseconds = int((deadline - time.monotonic()) * 1000)
+            if milliseconds <= 0:
+                raise deadline_exceeded()
+            options = tf.compat.v1.RunOptions(timeout_in_ms=milliseconds)
         try:
-            return self._session.run(fetches, {feeds[k]: v for k, v in inputs.items()})
+            return self._session.run(fetches, {feeds[k]: v for k, v in inputs.items()}, options=options)
+        except tf.errors.DeadlineExceededError:
+            raise deadline_exceeded() from None
         except tf.errors.InvalidArgumentError as error:  # a truncated or lying image file, found by the decoder
             raise invalid_argument(describe(error)) from None
+
+
+def _run_until(session, feed: dict, deadline: float | None) -> list:
+    """One ONNX Runtime run, terminated by its RunOptions if `deadline` passes while it computes."""
+    if deadline is None:
+        return session.run(None, feed)
+    import onnxruntime
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise deadline_exceeded()
+    options = onnxruntime.RunOptions()
+    timer = threading.Timer(remaining, setattr, (options, "terminate", True))
+    timer.start()
+    try:
+        return session.run(None, feed, options)
+    except Exception:
+        if options.terminate:
+            raise deadline_exceeded() from None
+        raise
+    finally:
+        timer.cancel()
 
 
 class OnnxRunner:
@@ -102,29 +136,32 @@ class OnnxRunner:
         # Tiled like the SavedModel, so memory stays bounded here too.
         self._plan = ExportRecord.load(version_dir).window_plan()
 
-    def _bounded(self, session, key: str, images: np.ndarray) -> np.ndarray:
+    def _bounded(self, session, key: str, images: np.ndarray, deadline: float | None) -> np.ndarray:
         from serving.tiling import bounded_upscale
-        return bounded_upscale(images, lambda part: session.run(None, {key: part})[0], *self._plan)
+        return bounded_upscale(images, lambda part: _run_until(session, {key: part}, deadline)[0], *self._plan)
 
-    def run(self, signature: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run(self, signature: str, inputs: dict[str, np.ndarray], deadline: float | None = None
+            ) -> dict[str, np.ndarray]:
+        """The signature's outputs, window by window; with a `deadline` (time.monotonic()) the window running
+        when it passes is terminated and no other starts (DEADLINE_EXCEEDED)."""
         if signature == contract.SERVING_DEFAULT:
             return {contract.UINT8_OUTPUT: self._bounded(self._uint8, contract.UINT8_INPUT,
-                                                         inputs[contract.UINT8_INPUT])}
+                                                         inputs[contract.UINT8_INPUT], deadline)}
         if signature == contract.PREDICT_FLOAT and self._float is not None:
             return {contract.FLOAT_OUTPUT: self._bounded(self._float, contract.FLOAT_INPUT,
-                                                         inputs[contract.FLOAT_INPUT])}
+                                                         inputs[contract.FLOAT_INPUT], deadline)}
         if signature == contract.PREDICT_ENCODED:
-            encoded = [self._encoded(b) for b in inputs[contract.ENCODED_INPUT].ravel()]
+            encoded = [self._encoded(b, deadline) for b in inputs[contract.ENCODED_INPUT].ravel()]
             return {contract.ENCODED_OUTPUT: np.array(encoded, dtype=object)}
         raise KeyError(signature)
 
-    def _encoded(self, image_bytes: bytes) -> bytes:
+    def _encoded(self, image_bytes: bytes, deadline: float | None = None) -> bytes:
         from PIL import Image
         try:
             rgb = np.asarray(Image.open(io.BytesIO(image_bytes)).convert("RGB"))
         except (OSError, ValueError, Image.DecompressionBombError) as error:  # truncated, corrupt, lying header
             raise invalid_argument(f"the image cannot be decoded: {describe(error)}") from None
-        sr = self._bounded(self._uint8, contract.UINT8_INPUT, rgb[None])[0]
+        sr = self._bounded(self._uint8, contract.UINT8_INPUT, rgb[None], deadline)[0]
         buffer = io.BytesIO()
         Image.fromarray(sr).save(buffer, format="PNG")
         return buffer.getvalue()
@@ -141,6 +178,7 @@ class Servable:
     inputs: dict  # signature name -> {key: InputSpec}, for the signatures a Predict may name
     runner: object
     cost: object  # serving.admission.RequestCost: the memory a request of N input pixels takes
+    seconds_per_pixel: float = 0.0  # measured at load on one window of `serving_default`: the time a request costs
 
     @classmethod
     def load(cls, name: str, version: int, path: Path, backend: str = "savedmodel") -> "Servable":
@@ -153,4 +191,15 @@ class Servable:
         replay_warmup(Path(path), runner)
         return cls(name, version, Path(path), signature_defs,
                    {k: input_specs(v) for k, v in signature_defs.items() if not k.startswith("__")}, runner,
-                   RequestCost.for_version(path, backend))
+                   RequestCost.for_version(path, backend), _seconds_per_pixel(runner, path))
+
+
+def _seconds_per_pixel(runner, path: Path) -> float:
+    """One window of the version's tiling (the steady state of a large request), timed here, warm."""
+    from core.export_record import ExportRecord
+    _, tile, overlap = ExportRecord.load(path).window_plan()
+    side = tile + 2 * overlap
+    window = np.zeros((1, side, side, 3), np.uint8)
+    started = time.perf_counter()
+    runner.run(contract.SERVING_DEFAULT, {contract.UINT8_INPUT: window})
+    return (time.perf_counter() - started) / (side * side)

@@ -7,11 +7,12 @@ versions a --model_config_file asks for), loads new versions as they appear, bin
 says otherwise, and on SIGTERM or Ctrl-C stops taking requests, finishes those in flight and exits.
 """
 
-import concurrent.futures
 import argparse
+import concurrent.futures
 import dataclasses
 import gc
 import logging
+import os
 import signal
 import sys
 import threading
@@ -57,6 +58,11 @@ class ServerConfig:
     max_queued_requests: int = 32
     max_pixels_per_request: int = 0  # 0: the largest request the memory budget admits
     drain_seconds: float = 10.0
+    # A request's computation stops at its client's deadline, and at this bound when it has none (or a later
+    # one): 60 s is ~50 of our 128-pixel tiles on 2 cores, far above any request serving.upscale sends.
+    max_request_seconds: float = 60.0
+    rest_api_timeout_in_ms: int = 30_000  # TF Serving's flag: the deadline of every REST request
+    admission_by_time: bool = True
     allow_version_labels_for_unavailable_models: bool = False
     # HandleReloadConfigRequest from the network; TF Serving's fleets get the same by not exposing ModelService.
     enable_reload_config: bool = True
@@ -99,7 +105,16 @@ def parse_args(argv=None) -> ServerConfig:
                    help="largest N·H·W of input images in one request (0: the largest the memory budget "
                         "admits for the loaded models, printed)")
     p.add_argument("--drain_seconds", type=float, default=d.drain_seconds,
-                   help="on SIGTERM, how long requests in flight may take to finish")
+                   help="on SIGTERM, how long requests in flight may take to finish; the process is gone within "
+                        "this plus a few seconds, work still running is cut short")
+    p.add_argument("--max_request_seconds", type=float, default=d.max_request_seconds,
+                   help="the most one request may compute: its computation stops at its gRPC deadline or at this, "
+                        "whichever comes first (DEADLINE_EXCEEDED)")
+    p.add_argument("--rest_api_timeout_in_ms", type=int, default=d.rest_api_timeout_in_ms,
+                   help="the deadline of a REST request, as TF Serving's flag")
+    p.add_argument("--admission_by_time", action=argparse.BooleanOptionalAction, default=d.admission_by_time,
+                   help="refuse at once (DEADLINE_EXCEEDED) a request whose time, estimated from the speed measured "
+                        "at load, is over twice what its deadline leaves")
     p.add_argument("--allow_version_labels_for_unavailable_models", action="store_true",
                    help="accept version labels that name a version not (yet) AVAILABLE, as TF Serving's flag")
     p.add_argument("--enable_reload_config", action=argparse.BooleanOptionalAction, default=d.enable_reload_config,
@@ -146,8 +161,9 @@ class ModelServer:
                                   maximum_concurrent_rpcs=config.max_concurrent_rpcs)
         self.budget = MemoryBudget(config.max_inflight_bytes or available_memory_bytes() // 2,
                                    config.max_queued_requests)
-        self.prediction = PredictionService(self.manager, self.batcher, Limits(config.max_pixels_per_request or
-                                                                               Limits.max_pixels), self.budget)
+        limits = Limits(config.max_pixels_per_request or Limits.max_pixels,
+                        max_request_seconds=config.max_request_seconds, admission_by_time=config.admission_by_time)
+        self.prediction = PredictionService(self.manager, self.batcher, limits, self.budget)
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(self.prediction, self.server)
         self.models = ModelService(self.manager, config.enable_reload_config)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(self.models, self.server)
@@ -199,7 +215,8 @@ class ModelServer:
     def start_rest(self, port: int) -> int:
         """TF Serving's REST API on `port` (0: any free one); returns the port bound."""
         from serving.rest import RestApi, serve_rest
-        self.rest_app = RestApi(self.prediction, self.models, self.config.rest_api_max_body_bytes)
+        self.rest_app = RestApi(self.prediction, self.models, self.config.rest_api_max_body_bytes,
+                                self.config.rest_api_timeout_in_ms / 1000)
         self.rest, bound = serve_rest(self.rest_app, self.config.host, port, self.config.rest_api_num_threads)
         threading.Thread(target=self.rest.run, name="rest-api", daemon=True).start()
         return bound
@@ -241,8 +258,25 @@ def serve(config: ServerConfig) -> None:
     print(f"{READY} {config.host}:{port}", flush=True)  # the line scripts wait for (serving.process)
     stop.wait()
     log.info("draining: finishing requests in flight …")
+    # Bounded whatever runs: a model run, a stuck load or a thread the interpreter would wait for at exit.
+    watchdog = threading.Timer(config.drain_seconds + _SHUTDOWN_MARGIN_SECONDS, _exit_now, (server, "stopping took"))
+    watchdog.daemon = True
+    watchdog.start()
     server.stop()
+    if server.prediction.in_flight:
+        _exit_now(server, "draining took")
     log.info("stopped")
+
+
+_SHUTDOWN_MARGIN_SECONDS = 2.0
+
+
+def _exit_now(server: ModelServer, what: str) -> None:
+    """End the process at once, saying what was cut short (its clients see the connection close: UNAVAILABLE)."""
+    log.warning("%s longer than --drain_seconds %s: exiting now, cutting short %d request(s) still computing",
+                what, server.config.drain_seconds, server.prediction.in_flight)
+    logging.shutdown()
+    os._exit(0)
 
 
 def main(argv=None) -> int:

@@ -19,6 +19,7 @@ import dataclasses
 import io
 import logging
 import math
+import threading
 import time
 
 import grpc
@@ -44,6 +45,11 @@ class Limits:
     # through serving.upscale, which tiles them.
     max_pixels: int = 1 << 20
     max_images: int = 64  # images (elements) one request may carry
+    # The most a request may compute, its client's deadline or not: no request buys unbounded work.
+    max_request_seconds: float = 60.0
+    # Refuse at once a request whose estimated time (its pixels × the version's seconds per pixel measured at
+    # load) is over twice what its deadline leaves: it could not finish, and computing it would be in vain.
+    admission_by_time: bool = True
     # Derived from --max_inflight_bytes (not set by --max_pixels_per_request): a request over it could never
     # fit in the memory budget, so it gets RESOURCE_EXHAUSTED, as the budget's own refusal.
     from_budget: bool = False
@@ -177,14 +183,21 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         self.batcher = batcher
         self.limits = limits
         self.budget = budget  # admits requests by their estimated memory; None: no bound
+        self.in_flight = 0  # Predicts running now (what a bounded shutdown cuts short)
+        self._in_flight_lock = threading.Lock()
 
-    def predict(self, request, still_wanted=lambda: True,
-                entrypoint: str = "GRPC") -> predict_pb2.PredictResponse:
+    def predict(self, request, still_wanted=lambda: True, entrypoint: str = "GRPC",
+                seconds_left: float | None = None) -> predict_pb2.PredictResponse:
         """One Predict, whatever the protocol: raises ServingError with TF Serving's code, or Abandoned when
-        the client went away before the model ran. Counted and timed in the server's metrics."""
+        the client went away before the model ran. `seconds_left`: the client's deadline; the computation stops
+        when it, or --max_request_seconds, passes (DEADLINE_EXCEEDED). Counted and timed in the metrics."""
         started, status = time.perf_counter(), "OK"
+        budget = self.limits.max_request_seconds
+        deadline = time.monotonic() + (budget if seconds_left is None else min(seconds_left, budget))
+        with self._in_flight_lock:
+            self.in_flight += 1
         try:
-            return self._predict(request, still_wanted)
+            return self._predict(request, still_wanted, deadline)
         except ServingError as error:
             status = error.code.name
             log.log(logging.WARNING if error.code == grpc.StatusCode.RESOURCE_EXHAUSTED else logging.INFO,
@@ -198,9 +211,13 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             status = "UNKNOWN"  # never counted as OK
             raise
         finally:
+            with self._in_flight_lock:
+                self.in_flight -= 1
             METRICS.request(request.model_spec.name, "Predict", entrypoint, status, time.perf_counter() - started)
 
-    def _predict(self, request, still_wanted) -> predict_pb2.PredictResponse:
+    def _predict(self, request, still_wanted, deadline: float) -> predict_pb2.PredictResponse:
+        client_wanted = still_wanted
+        still_wanted = lambda: client_wanted() and time.monotonic() < deadline  # noqa: E731
         if not request.HasField("model_spec"):
             raise invalid_argument("Missing ModelSpec")
         servable = self.manager.resolve(request.model_spec)
@@ -210,13 +227,14 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         signature_def = servable.signature_defs[signature]
         inputs, pixels = _check_inputs(request.inputs, servable.inputs[signature], signature_def, self.limits)
         wanted = _output_aliases(request.output_filter, signature_def)  # checked before the model runs
+        self._check_time(servable, pixels, deadline)
         with self._admitted(servable.cost.estimate(pixels), still_wanted):
             if not still_wanted():  # cancelled or expired while it waited: do not compute
                 raise Abandoned()
             if self.batcher:
-                outputs = self.batcher.run(servable, signature, inputs, still_wanted)
+                outputs = self.batcher.run(servable, signature, inputs, still_wanted, deadline)
             else:
-                outputs = servable.runner.run(signature, inputs)
+                outputs = servable.runner.run(signature, inputs, deadline)
         response = predict_pb2.PredictResponse()
         response.model_spec.name = servable.name
         response.model_spec.version.value = servable.version
@@ -226,7 +244,16 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         return response
 
     def Predict(self, request, context):
-        return _grpc(context, self.predict, request, lambda: _wanted(context))
+        return _grpc(context, self.predict, request, lambda: _wanted(context), "GRPC", context.time_remaining())
+
+    def _check_time(self, servable, pixels: int, deadline: float) -> None:
+        needed, left = pixels * servable.seconds_per_pixel, deadline - time.monotonic()
+        if self.limits.admission_by_time and needed > 2 * left:
+            raise ServingError(grpc.StatusCode.DEADLINE_EXCEEDED,
+                               f"this request needs about {needed:.1f} s of computation on this server (measured "
+                               f"when the version loaded), more than the {max(left, 0):.1f} s its deadline leaves "
+                               "(the client's, or --max_request_seconds); send smaller requests (serving.upscale "
+                               "tiles) or allow more time")
 
     def _admitted(self, cost_bytes: int, still_wanted):
         if self.budget is None:

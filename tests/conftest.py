@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers import tiny_run_args
+from tests.helpers import repository_with, tiny_run_args
 
 # Tests that use a trained run (and so an export, a server…) are slow: `pytest -m "not slow"` skips them.
 _SLOW_FIXTURES = {"trained_run"}
@@ -38,6 +38,12 @@ def trained_run(tmp_path_factory, cache_dir) -> Path:
     out = tmp_path_factory.mktemp("trained") / "run"
     train(config_from_args(tiny_run_args(out, cache_dir, "--epochs", "1", "--steps-per-epoch", "1")))
     return out
+
+
+@pytest.fixture
+def repository(exported, tmp_path):
+    """A model folder of its own (tmp_path/models/srgan) whose version 1 is the exported one."""
+    return repository_with(exported[0], tmp_path / "models")
 
 
 @pytest.fixture(scope="session")

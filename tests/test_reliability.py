@@ -27,8 +27,7 @@ from export.run import ExportConfig, export
 from serving.client import SrganClient
 from serving.onnx_runtime import create_session
 from serving.process import free_port
-from tests.helpers import (REPO, ServerProcess, copy_version, raw_predict, repository_with, tiny_run_args,
-                           write_image)
+from tests.helpers import REPO, ServerProcess, copy_version, raw_predict, tiny_run_args, write_image
 
 
 def _healthy(target) -> bool:
@@ -42,11 +41,6 @@ def _rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
-
-
-@pytest.fixture
-def repository(exported, tmp_path):
-    return repository_with(exported[0], tmp_path / "models")
 
 
 def test_many_concurrent_clients_with_mixed_shapes_get_correct_answers(repository, exported):
