@@ -32,7 +32,8 @@ def environment() -> dict:
         gpu = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
                              capture_output=True, text=True).stdout.strip() or "visible"
     return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "python": platform.python_version(),
-            **{name: version_of(name) for name in ("numpy", "tensorflow", "keras", "onnxruntime-gpu", "grpcio")}}
+            **{name: version_of(name) for name in ("numpy", "tensorflow", "keras", "grpcio")},
+            "onnxruntime": version_of("onnxruntime-gpu") or version_of("onnxruntime")}
 
 
 def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:

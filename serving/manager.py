@@ -9,6 +9,8 @@ GetModelStatus) and the last good version keeps serving.
 
 import dataclasses
 import logging
+import os
+import stat as stat_module
 import threading
 import time
 from pathlib import Path
@@ -45,7 +47,7 @@ class ServedModel:
         self.backend = backend
         self.available: dict[int, Servable] = {}
         self.statuses: dict[int, VersionStatus] = {}
-        self._failed: dict[int, int] = {}  # version -> directory mtime when it failed (retried if it changes)
+        self._failed: dict[int, tuple] = {}  # version -> its folder's fingerprint when it failed (retried on change)
         self._lock = threading.Lock()
 
     @property
@@ -68,8 +70,8 @@ class ServedModel:
         base = Path(self.config.base_path)
         folders = {v: path for v, path in version_dirs(base).items() if self._inside_base(base, v, path)}
         on_disk = list(folders)
-        for version, mtime in list(self._failed.items()):
-            if version not in on_disk or _mtime(folders[version]) != mtime:
+        for version, fingerprint in list(self._failed.items()):
+            if version not in on_disk or _fingerprint(folders[version]) != fingerprint:
                 del self._failed[version]  # changed or gone: worth another try later
         for version in self._wanted(on_disk):
             if version not in self.available:
@@ -85,21 +87,27 @@ class ServedModel:
             return True
         if self.statuses.get(version, VersionStatus(State.UNKNOWN)).state != State.END:
             self.statuses[version] = VersionStatus(State.END, f"version {version} of {self.name} leads outside "
-                                                   f"its base path {base}; not loaded")
+                                                   "its base path; not loaded")
         return False
 
     def _load(self, version: int, path: Path) -> None:
         self.statuses[version] = VersionStatus(State.LOADING)
         started = time.perf_counter()
         try:
+            refusal = unsafe_entry(path, Path(self.config.base_path))
+            if refusal:
+                raise ValueError(f"not loaded: {refusal}")
             servable = Servable.load(self.name, version, path, self.backend)
             METRICS.load(str(path), time.perf_counter() - started, ok=True)
         except Exception as error:  # any failure to load is reported, never fatal to the server
             METRICS.load(str(path), time.perf_counter() - started, ok=False)
             message = f"Failed to load version {version} of {self.name} from {path}: {error}"
             log.error("%s", message)
-            self._failed[version] = _mtime(path)
-            self.statuses[version] = VersionStatus(State.END, message[:2000])
+            self._failed[version] = _fingerprint(path)
+            # Clients read the status: the server's own paths are not theirs to see.
+            shown = message.replace(str(Path(self.config.base_path).resolve()), self.name).replace(
+                str(Path(self.config.base_path)), self.name)
+            self.statuses[version] = VersionStatus(State.END, shown[:2000])
             return
         with self._lock:
             self.available[version] = servable
@@ -148,11 +156,46 @@ class ServedModel:
             return self.available[version]
 
 
-def _mtime(path: Path) -> int:
-    try:
-        return path.stat().st_mtime_ns
-    except OSError:
-        return -1
+_MAX_ENTRIES = 10_000  # a version folder holds a few dozen files; more is not a model
+
+
+def _fingerprint(path: Path) -> tuple:
+    """What a version folder holds, every file's name, size and time: a failed version is retried when any of
+    them changes (files copied into variables/ change no folder time above it)."""
+    entries = []
+    for root, dirs, files in os.walk(path):
+        for name in sorted(dirs + files):
+            try:
+                stat = os.lstat(os.path.join(root, name))
+            except OSError:
+                continue
+            entries.append((os.path.relpath(os.path.join(root, name), path), stat.st_size, stat.st_mtime_ns))
+            if len(entries) > _MAX_ENTRIES:
+                return tuple(entries)
+    return tuple(entries)
+
+
+def unsafe_entry(folder: Path, base: Path) -> str | None:
+    """Why a version folder must not be read, or None: every entry must be a regular file or a folder inside the
+    base path; a link leading out of it, a FIFO (which would block the reader), a device (/dev/zero reads
+    forever), a socket are refused before anything opens them."""
+    base = base.resolve()
+    count = 0
+    for root, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            count += 1
+            if count > _MAX_ENTRIES:
+                return f"more than {_MAX_ENTRIES} entries"
+            entry = Path(root) / name
+            try:
+                mode = entry.stat().st_mode  # through a link: what would really be read
+            except OSError:
+                return f"{entry.relative_to(folder)} cannot be read"
+            if entry.is_symlink() and not entry.resolve().is_relative_to(base):
+                return f"{entry.relative_to(folder)} links outside the base path"
+            if not (stat_module.S_ISREG(mode) or stat_module.S_ISDIR(mode)):
+                return f"{entry.relative_to(folder)} is not a regular file (a pipe, device or socket)"
+    return None
 
 
 class ModelManager:
@@ -231,7 +274,7 @@ class ModelManager:
             path = Path(c.base_path).resolve()
             if not c.name or not any(path.is_relative_to(root) for root in self.roots):
                 raise invalid_argument(f"model {c.name!r}: base_path {c.base_path} is outside the model "
-                                       f"repositories this server may read ({', '.join(map(str, sorted(self.roots)))})")
+                                       "repositories this server may read (those of its start-up configuration)")
         if not self.allow_unavailable_labels:
             for c in config.model_config_list.config:
                 current = self.models.get(c.name)

@@ -60,7 +60,8 @@ class RestApi:
         if not path.lower().startswith("/v1/"):
             return Response("", status=404)  # TF Serving registers no handler outside /v1/
         try:
-            body = _json_body(request) if request.method == "POST" else None
+            body = (_json_body(request, 2 * self.prediction.limits.max_pixels + 10_000)
+                    if request.method == "POST" else None)
             return _json(200, self._dispatch(request.method, path, body))
         except ServingError as error:
             return _json(contract.HTTP_STATUS.get(error.code.name, 500), {"error": error.message})
@@ -119,7 +120,10 @@ def _json(status: int, payload: dict) -> Response:
     return Response(json.dumps(payload, separators=(",", ":")), status=status, content_type="application/json")
 
 
-def _json_body(request: Request):
+def _json_body(request: Request, max_containers: int):
+    """The parsed body. Before parsing, a cheap structural bound: an image needs one JSON list per pixel at
+    most, so a body with more lists and objects than twice the pixels a request may carry (20 million empty
+    lists in 60 MB used to cost 2 GB and 86 s to parse) is refused from a count of its bytes."""
     try:
         data = request.get_data(cache=False)
     except RequestEntityTooLarge:
@@ -127,6 +131,10 @@ def _json_body(request: Request):
                                "accepts (--rest_api_max_body_bytes)") from None
     if not data:
         raise invalid_argument("JSON Parse error: The document is empty")
+    containers = data.count(b"[") + data.count(b"{")
+    if containers > max_containers:
+        raise invalid_argument(f"the body holds {containers} JSON lists and objects, more than any request of at "
+                               f"most {max_containers // 2 - 5000} pixels needs")
     try:
         return json.loads(data)
     except (ValueError, RecursionError) as error:
@@ -192,6 +200,13 @@ def _is_b64(value) -> bool:
 
 def _array(key: str, value, dtype: int) -> np.ndarray:
     """A JSON value as the signature input's dtype; strings from `{"b64": …}` or text."""
+    try:
+        return _array_of(key, value, dtype)
+    except RecursionError:  # lists nested hundreds deep
+        raise invalid_argument(f"input '{key}': lists nested too deep (an image has 4 levels)") from None
+
+
+def _array_of(key: str, value, dtype: int) -> np.ndarray:
     name = tensors.dtype_name(dtype)
     if name == "string":
         def bytes_of(v):
@@ -275,11 +290,31 @@ def drain_and_close(server, app: RestApi, timeout: float) -> bool:
     return not busy
 
 
-def serve_rest(app: RestApi, host: str, port: int, threads: int):
-    """A waitress server for `app`, bound now; returns (server, port). `server.run()` serves until closed."""
+def serve_rest(app: RestApi, host: str, port: int, threads: int, read_seconds: float = 10.0,
+               connection_limit: int = 1000):
+    """A waitress server for `app`, bound now; returns (server, port). `server.run()` serves until closed.
+
+    Slow clients cannot hold it: a request must arrive whole within `read_seconds` of its first byte (a client
+    trickling a byte every few seconds is cut off; waitress alone only times out silence), idle keep-alive
+    connections are closed after 30 s, and up to `connection_limit` connections are open at once (waitress'
+    default of 100 was filled by 110 such clients)."""
+    from waitress.channel import HTTPChannel
     from waitress.server import create_server
+
+    class BoundedReadChannel(HTTPChannel):
+        def received(self, data):
+            now = time.monotonic()
+            if self.request is None:  # the first bytes of a new request: its clock starts
+                self.request_started = now
+            elif now - self.request_started > read_seconds:
+                self.will_close = True
+                return False
+            return super().received(data)
+
     # waitress reads a body before the application sees it; it lets twice our limit through, so that our
     # JSON 400 answers a too-large body, and cuts off anything larger with its own 413.
     server = create_server(app, host=host, port=port, threads=threads, ident="srgan-toolkit",
-                           max_request_body_size=2 * app.max_body_bytes + (1 << 20))
+                           max_request_body_size=2 * app.max_body_bytes + (1 << 20),
+                           connection_limit=connection_limit, channel_timeout=30, cleanup_interval=5)
+    server.channel_class = BoundedReadChannel
     return server, server.effective_port

@@ -62,6 +62,7 @@ class ServerConfig:
     # one): 60 s is ~50 of our 128-pixel tiles on 2 cores, far above any request serving.upscale sends.
     max_request_seconds: float = 60.0
     rest_api_timeout_in_ms: int = 30_000  # TF Serving's flag: the deadline of every REST request
+    rest_api_read_seconds: float = 10.0  # a REST request must arrive whole within this of its first byte
     admission_by_time: bool = True
     allow_version_labels_for_unavailable_models: bool = False
     # HandleReloadConfigRequest from the network; TF Serving's fleets get the same by not exposing ModelService.
@@ -112,6 +113,9 @@ def parse_args(argv=None) -> ServerConfig:
                         "whichever comes first (DEADLINE_EXCEEDED)")
     p.add_argument("--rest_api_timeout_in_ms", type=int, default=d.rest_api_timeout_in_ms,
                    help="the deadline of a REST request, as TF Serving's flag")
+    p.add_argument("--rest_api_read_seconds", type=float, default=d.rest_api_read_seconds,
+                   help="a REST request must arrive whole within this many seconds of its first byte (slow "
+                        "clients are cut off)")
     p.add_argument("--admission_by_time", action=argparse.BooleanOptionalAction, default=d.admission_by_time,
                    help="refuse at once (DEADLINE_EXCEEDED) a request whose time, estimated from the speed measured "
                         "at load, is over twice what its deadline leaves")
@@ -217,7 +221,8 @@ class ModelServer:
         from serving.rest import RestApi, serve_rest
         self.rest_app = RestApi(self.prediction, self.models, self.config.rest_api_max_body_bytes,
                                 self.config.rest_api_timeout_in_ms / 1000)
-        self.rest, bound = serve_rest(self.rest_app, self.config.host, port, self.config.rest_api_num_threads)
+        self.rest, bound = serve_rest(self.rest_app, self.config.host, port, self.config.rest_api_num_threads,
+                                      self.config.rest_api_read_seconds)
         threading.Thread(target=self.rest.run, name="rest-api", daemon=True).start()
         return bound
 

@@ -133,11 +133,13 @@ def _check_encoded_images(key: str, blobs: np.ndarray, limits: Limits) -> int:
                     raise invalid_argument(f"input '{key}' image {index} is animated ({kind}); send one frame")
         except ServingError:
             raise
-        except Image.DecompressionBombError:
-            kind, width, height = "?", limits.max_pixels + 1, 1
+        except Image.DecompressionBombError:  # PIL refuses the header itself: far beyond any limit of ours
+            raise invalid_argument(f"input '{key}' claims more than the {limits.max_pixels} pixels one request may "
+                                   f"carry (image {index}: over {2 * Image.MAX_IMAGE_PIXELS} pixels in its header)"
+                                   ) from None
         except Exception:  # noqa: BLE001 - anything PIL cannot even identify
             kind, width, height = None, 0, 0
-        if kind not in _ENCODED_FORMATS and kind != "?":
+        if kind not in _ENCODED_FORMATS:
             raise invalid_argument(f"input '{key}' image {index} is not a PNG, JPEG, GIF or BMP file")
         total += width * height
         if total > limits.max_pixels:

@@ -15,7 +15,7 @@ def test_concurrent_mixed_shapes_are_batched_and_each_caller_gets_its_own_answer
     runner = servable.runner
 
     class CountingRunner:
-        def run(self, signature, feed):
+        def run(self, signature, feed, deadline=None):
             batched_sizes.append(feed["images"].shape[0])
             return runner.run(signature, feed)
 

@@ -63,7 +63,7 @@ def test_training_help_shows_every_presets_defaults():
     result = run_module("training.run", "--help", timeout=60)
     assert result.returncode == 0
     text = " ".join(result.stdout.split())
-    assert "(demo: 24, photos: 6000, seed: 0)" in text  # --pretrain-steps
+    assert "(demo: 24, photos: 5000, seed: 0)" in text  # --pretrain-steps
     assert "--epochs EPOCHS (demo: 2, photos: 3, seed: 60)" in text
     assert "--learning-rate LEARNING_RATE Adam learning rate (article: 1e-4) (demo: 0.0001, photos: 0.0002" in text
     assert "--out-dir" not in text and "--run-dir" in text  # the old spelling works but is not offered
@@ -102,7 +102,8 @@ def test_the_server_logs_with_timestamps_and_prints_one_ready_line(exported):
     assert server.stop() == 0
     lines = server.lines
     stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d INFO "
-    for pattern in (stamp + r"serving\.manager: loaded srgan version 1 \(savedmodel\) in [\d.]+ s$",
+    for pattern in (stamp + r"serving\.manager: loaded srgan version 1 \(savedmodel\) in [\d.]+ s; [\d.]+ µs per input "
+                           r"pixel here \(a 128×128 request: about [\d.]+ s\)$",
                     stamp + rf"serving\.server: REST API .* on 127\.0\.0\.1:{rest_port}$",
                     stamp + r"serving\.server: stopped$"):
         assert any(re.match(pattern, line) for line in lines), (pattern, "".join(lines))

@@ -3,6 +3,7 @@
 import base64
 import io
 import json
+import time
 import urllib.error
 import urllib.request
 
@@ -220,3 +221,47 @@ def test_sigterm_lets_the_rest_request_in_flight_finish(exported, tmp_path):
         code = process.stop()
         assert future.result().shape == (4, 640, 640, 3)  # answered in full, not cut off by the shutdown
     assert code == 0 and "were cut off" not in "".join(process.lines)
+
+
+def test_bodies_that_would_cost_memory_or_recursion_to_read_are_400(server):
+    """20 million empty lists used to take 2 GB and 86 s to parse before the 400; a string nested 900 lists
+    deep gave 500 (RecursionError)."""
+    flat = b'{"instances": [' + b"[]," * 2_200_000 + b"[]]}"
+    started = time.monotonic()
+    status, answer = http(server, "POST", "/v1/models/srgan:predict", raw=flat)
+    assert status == 400 and "JSON lists and objects" in answer["error"]
+    assert time.monotonic() - started < 5
+    deep = ('{"signature_name": "predict_encoded", "instances": [' + "[" * 900 + '"x"' + "]" * 900 + "]}").encode()
+    status, answer = http(server, "POST", "/v1/models/srgan:predict", raw=deep)
+    assert status == 400 and "nested too deep" in answer["error"], answer
+
+
+def test_a_client_trickling_its_request_is_cut_off_and_others_are_served(exported, tmp_path):
+    """One byte every 0.5 s kept a connection forever (waitress only times out silence); 110 such clients
+    filled its 100 connections and every REST request timed out."""
+    import socket
+    base = repository_with(exported[0], tmp_path)
+    port = free_port()
+    process = ServerProcess("--model_base_path", str(base), "--rest_api_port", str(port),
+                            "--rest_api_read_seconds", "2")
+    slow = [socket.create_connection(("127.0.0.1", port)) for _ in range(110)]
+    try:
+        for connection in slow:
+            connection.sendall(b"P")
+        cut, started = set(), time.monotonic()
+        while len(cut) < len(slow) and time.monotonic() - started < 10:
+            time.sleep(0.5)
+            for index, connection in enumerate(slow):
+                if index not in cut:
+                    try:
+                        connection.sendall(b"O")
+                    except OSError:
+                        cut.add(index)
+        assert len(cut) == len(slow)  # every trickling connection was closed by the server
+        assert time.monotonic() - started < 10
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models/srgan", timeout=10) as answer:
+            assert answer.status == 200
+    finally:
+        for connection in slow:
+            connection.close()
+        assert process.stop() == 0

@@ -1,0 +1,73 @@
+"""What the server reads from a model repository: regular files under the base path only, and a failed version
+tried again when its files change."""
+
+import os
+import shutil
+import time
+
+import numpy as np
+
+from tests.helpers import ServerProcess, raw_predict
+
+
+def _statuses(target) -> dict:
+    from serving.client import SrganClient
+    with SrganClient(target) as client:
+        return {s["version"]: s for s in client.status()}
+
+
+def _wait_for(target, version: int, state: str, seconds: float = 60) -> dict:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        statuses = _statuses(target)
+        if statuses.get(version, {}).get("state") == state:
+            return statuses
+        time.sleep(0.2)
+    raise AssertionError(f"version {version} never became {state}: {_statuses(target)}")
+
+
+def test_links_out_pipes_and_devices_in_a_version_are_never_opened(repository, exported):
+    """saved_model.pb as a link to /dev/zero used to be read forever (+3 GB in 2 s); as a FIFO it stalled the
+    poller, so no newer version ever loaded. Both are refused before anything opens them."""
+    for version in (2, 3):
+        shutil.copytree(exported[0], repository / f".copy-{version}")
+    (repository / ".copy-2" / "saved_model.pb").unlink()
+    (repository / ".copy-2" / "saved_model.pb").symlink_to("/dev/zero")
+    (repository / ".copy-3" / "saved_model.pb").unlink()
+    os.mkfifo(repository / ".copy-3" / "saved_model.pb")
+    server = ServerProcess("--model_base_path", str(repository), "--file_system_poll_wait_seconds", "0.2")
+    try:
+        for version in (2, 3):
+            (repository / f".copy-{version}").rename(repository / str(version))
+        statuses = _wait_for(server.target, 3, "END")
+        statuses = _wait_for(server.target, 2, "END")
+        assert "links outside the base path" in statuses[2]["error"]
+        assert "not a regular file" in statuses[3]["error"]
+        assert str(repository) not in statuses[3]["error"]  # the server's paths are not shown to clients
+        assert statuses[1]["state"] == "AVAILABLE"
+        shutil.copytree(exported[0], repository / ".copy-4")
+        (repository / ".copy-4").rename(repository / "4")
+        _wait_for(server.target, 4, "AVAILABLE")  # the poller was never stuck
+        answer = raw_predict(server.target, {"images": np.zeros((1, 4, 4, 3), np.uint8)})
+        assert answer.model_spec.version.value == 4
+    finally:
+        assert server.stop() == 0
+
+
+def test_a_failed_version_is_tried_again_when_its_files_change(repository, exported):
+    """Copied without its variables, it fails; once they are copied into variables/ (which changes no time of
+    the version folder itself) it loads."""
+    staging = repository / ".copy-2"
+    shutil.copytree(exported[0], staging)
+    held_back = repository.parent / "variables-later"
+    shutil.move(staging / "variables", held_back)
+    (staging / "variables").mkdir()
+    server = ServerProcess("--model_base_path", str(repository), "--file_system_poll_wait_seconds", "0.2")
+    try:
+        staging.rename(repository / "2")
+        _wait_for(server.target, 2, "END")
+        for item in held_back.iterdir():
+            shutil.copy(item, repository / "2" / "variables" / item.name)
+        _wait_for(server.target, 2, "AVAILABLE")
+    finally:
+        assert server.stop() == 0
