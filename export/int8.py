@@ -21,7 +21,6 @@ from core import contract
 from core.repository import ONNX_INT8
 from serving.onnx_runtime import create_session
 from training.data import photos
-from training.data.images import read_rgb
 from training.evaluation import Pair, held_out_pairs, make_pair, score_image
 
 FILE_NAME = ONNX_INT8
@@ -38,7 +37,8 @@ class Int8Settings:
 
 
 def _training_pairs() -> list[Pair]:
-    return [make_pair(photo.name, read_rgb(photo.path())[0]) for photo in photos.TRAINING_PHOTOS]
+    """The installed training photographs, reduced as the held-out ones are."""
+    return [make_pair(photo.name, photos.read(photo)) for photo in photos.available(photos.TRAINING_PHOTOS)[0]]
 
 
 def _crops(pairs: list[Pair], side: int, per_photo: int, rng: np.random.Generator, scale: int) -> list[Pair]:

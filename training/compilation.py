@@ -19,11 +19,13 @@ TIMED_CALLS = 3  # after one untimed call that traces (and, for XLA, compiles)
 class CompileChoice:
     mode: str  # xla | graph
     images_per_second: dict  # mode -> rate of the gradient computation; empty when nothing was timed
+    failed: dict = dataclasses.field(default_factory=dict)  # mode -> why it could not compile
 
     def describe(self, phase: str) -> str:
         if not self.images_per_second:
             return f"{phase} step: {self.mode} (as asked)"
-        rates = ", ".join(f"{m} {r:.1f} img/s" for m, r in self.images_per_second.items())
+        rates = ", ".join([f"{m} {r:.1f} img/s" for m, r in self.images_per_second.items()]
+                          + [f"{m} cannot compile this step" for m in self.failed])
         return f"{phase} step: {self.mode} (timed here: {rates})"
 
 
@@ -41,9 +43,14 @@ def choose(mode: str, functions: dict, args: tuple, batch_size: int, state: list
     if mode != "auto":
         return CompileChoice(mode, {})
     saved = [v.numpy() for v in state]
-    rates = {}
+    rates, failed = {}, {}
     for name, fn in functions.items():
-        _wait(fn(*args))
+        try:
+            _wait(fn(*args))
+        except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as error:
+            # XLA lacks a kernel for some ops (the antialiased resize's gradient): that mode is out.
+            failed[name] = str(error).strip().splitlines()[0][:200]
+            continue
         seconds = []
         for _ in range(TIMED_CALLS):
             started = time.perf_counter()
@@ -52,7 +59,9 @@ def choose(mode: str, functions: dict, args: tuple, batch_size: int, state: list
         rates[name] = batch_size / statistics.median(seconds)
     for variable, value in zip(state, saved):
         variable.assign(value)
-    return CompileChoice(max(rates, key=rates.get), rates)
+    if not rates:
+        raise RuntimeError(f"the training step compiles in no mode: {failed}")
+    return CompileChoice(max(rates, key=rates.get), rates, failed)
 
 
 def _wait(result) -> None:

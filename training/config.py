@@ -20,6 +20,7 @@ class TrainConfig:
     eval_size: int | None = None  # side of the held-out centre crops; default: crop_size
     antialias: bool = False
     augment: bool = True
+    channel_shuffle: bool = False  # a random RGB order per crop (colour augmentation)
     # Model
     model: ModelSpec = ModelSpec()
     # Optimisation
@@ -28,6 +29,7 @@ class TrainConfig:
     batch_size: int = 30
     pretrain_steps: int = 0
     pixel_loss: str = "mse"  # mse | l1: the pre-training loss
+    lr_consistency: float = 0.0  # weight of the L1 between the degraded output and the LR input (both phases)
     content_loss: str = "vgg"  # vgg | mse | auto (vgg where its weights are on disk, else mse)
     vgg_weights: Path | None = None
     vgg_imagenet_preprocessing: bool = False
@@ -35,6 +37,7 @@ class TrainConfig:
     lr_schedule: str = "constant"  # constant | cosine (over the pre-training)
     gan_learning_rate: float | None = None  # the generator's in the GAN phase; default: learning_rate
     residual_init_scale: float = 1.0  # × the initial weights of each residual block's second conv
+    init_generator: Path | None = None  # generator weights (.weights.h5) a fresh run starts from
     seed: int | None = None
     # Speed
     compile_mode: str = "auto"  # auto | xla | graph: how the step is compiled (auto: the faster, timed here)
@@ -60,14 +63,16 @@ PRESETS = {
                         pretrain_steps=24, content_loss="mse", checkpoint_every=1, log_every=4,
                         out_dir=Path("runs/demo")),
     # A real model on a 2-core CPU: the article's generator, unchanged, pre-trained on the photographs that
-    # ship with scikit-image and matplotlib (whole photographs held out), antialiased bicubic degradation,
-    # BasicSR's SRResNet recipe (L1, Adam 2e-4 cosine-decayed, residual branches initialised ×0.1, 96×96
-    # crops as in the SRGAN paper), then a short GAN fine-tune with the article's losses.
+    # ship with scikit-image, matplotlib and Debian's wallpaper packages (training.data.photos; whole
+    # photographs held out), antialiased bicubic degradation, BasicSR's SRResNet recipe (L1, Adam 2e-4
+    # cosine-decayed, residual branches initialised ×0.1, 96×96 crops as in the SRGAN paper) with colour kept
+    # by a random RGB order per crop and the LR-consistency term, then a short GAN fine-tune with the
+    # article's losses (and the same consistency term).
     "photos": TrainConfig(preset="photos", dataset="photos", crop_size=96, eval_size=256, antialias=True,
-                          epochs=3, steps_per_epoch=40, batch_size=16, pretrain_steps=6000, pixel_loss="l1",
-                          content_loss="auto", learning_rate=2e-4, lr_schedule="cosine",
-                          gan_learning_rate=1e-5, residual_init_scale=0.1, seed=1, checkpoint_every=1,
-                          log_every=25, eval_every=250, out_dir=Path("runs/photos")),
+                          channel_shuffle=True, epochs=3, steps_per_epoch=40, batch_size=16, pretrain_steps=5000,
+                          pixel_loss="l1", lr_consistency=1.0, content_loss="auto", learning_rate=2e-4,
+                          lr_schedule="cosine", gan_learning_rate=1e-5, residual_init_scale=0.1, seed=1,
+                          checkpoint_every=1, log_every=25, eval_every=250, out_dir=Path("runs/photos")),
 }
 
 _MODEL_FLAGS = {"channels": int, "residual_blocks": int, "disc_channels": int, "disc_dense": int,
@@ -96,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
                            "article's plain tf.image.resize bicubic")
     data.add_argument("--augment", action=argparse.BooleanOptionalAction,
                       help="the article's flip/saturation/brightness/contrast/hue augmentation")
+    data.add_argument("--channel-shuffle", action=argparse.BooleanOptionalAction,
+                      help="a random order of the RGB channels per crop, so the network carries colour "
+                           "through instead of learning the training photographs' colours")
     model = p.add_argument_group("model (defaults: the article's)")
     model.add_argument("--channels", type=int, help="generator width (article: 64)")
     model.add_argument("--residual-blocks", type=int, help="generator residual blocks (article: 16)")
@@ -109,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--batch-size", type=int, help="global batch (article: 30)")
     opt.add_argument("--pretrain-steps", type=int, help="generator-only pixel-MSE steps before the GAN")
     opt.add_argument("--pixel-loss", choices=["mse", "l1"], help="the pre-training loss")
+    opt.add_argument("--lr-consistency", type=float,
+                     help="weight of the L1 between the output degraded as the data is and the LR input, in "
+                          "both phases: ties the output's colour and low frequencies to the input (0: off)")
     opt.add_argument("--content-loss", choices=["vgg", "mse", "auto"],
                      help="vgg: MSE of VGG19 block5_conv4 features (article); mse: pixel MSE; auto: vgg "
                           "when the weights are on disk (--vgg-weights or Keras' cache), else mse")
@@ -123,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the generator's rate in the GAN phase (default: --learning-rate)")
     opt.add_argument("--residual-init-scale", type=float,
                      help="scale of the initial weights of each residual block's second conv")
+    opt.add_argument("--init-generator", type=Path,
+                     help="generator weights (a shipped generator's .weights.h5) that a fresh run starts from")
     opt.add_argument("--seed", type=int, help="random seed for weights and data order")
     speed = p.add_argument_group("speed")
     speed.add_argument("--compile", dest="compile_mode", choices=["auto", "xla", "graph"],
@@ -189,6 +202,11 @@ def validate(config: TrainConfig) -> TrainConfig:
         value = getattr(config, name)
         if value is not None and value < minimum:
             raise UserError(f"{_flag(name)} must be {'at least 1' if minimum else '0 or more'}, got {value}.")
+    if config.lr_consistency < 0:
+        raise UserError(f"--lr-consistency must be 0 or more, got {config.lr_consistency}.")
+    if config.init_generator is not None and not config.init_generator.is_file():
+        raise UserError(f"--init-generator {config.init_generator} is not a file; pass a .weights.h5 file such "
+                        "as training/pretrained/photos/srresnet.weights.h5.")
     for name in _POSITIVE_FLOATS:
         value = getattr(config, name)
         if value is not None and not value > 0:

@@ -7,6 +7,7 @@ bicubic by default), then upscaled by the model and by the classical baselines. 
 """
 
 import dataclasses
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -37,10 +38,12 @@ def make_pair(name: str, rgb: np.ndarray, scale: int = 4, antialias: bool = True
 def held_out_pairs(scale: int = 4, antialias: bool = True, image_dir: Path | None = None) -> list[Pair]:
     """The photos data set's held-out photographs (default) or every image in `image_dir`."""
     if image_dir is None:
-        paths = [photo.path() for photo in photos.HELD_OUT_PHOTOS]
-    else:
-        from training.data.sources import list_images
-        paths = list_images(Path(image_dir), recursive=False)
+        present, missing = photos.available(photos.HELD_OUT_PHOTOS)
+        if missing:
+            logging.getLogger(__name__).warning(photos.missing_note(missing))
+        return [make_pair(photo.name, photos.read(photo, min_size=4 * scale), scale, antialias) for photo in present]
+    from training.data.sources import list_images
+    paths = list_images(Path(image_dir), recursive=False)
     return [make_pair(path.stem, read_rgb(path, min_size=4 * scale)[0], scale, antialias) for path in paths]
 
 
@@ -53,14 +56,35 @@ BASELINES = {"bicubic": lambda lr, scale: bicubic_upscale(lr[None], scale)[0], "
 
 
 def score_image(sr: np.ndarray, hr: np.ndarray, scale: int) -> dict:
+    """PSNR and SSIM on Y, and the colour shift: mean SR − HR per RGB channel in uint8 levels."""
     return {"psnr": float(metrics.psnr_y(sr[None], hr[None], scale)[0]),
-            "ssim": float(metrics.ssim_y(sr[None], hr[None], scale)[0])}
+            "ssim": float(metrics.ssim_y(sr[None], hr[None], scale)[0]),
+            "colour_shift": [round(float(v), 3) for v in metrics.colour_shift(sr[None], hr[None], scale)[0]]}
+
+
+def summarise(per_image: dict, bicubic: dict | None) -> dict:
+    """Means, the largest colour shift and, against bicubic's per-image scores, the worst photograph's gain
+    and how many photographs are below bicubic in PSNR and in SSIM."""
+    summary = {"psnr": float(np.mean([v["psnr"] for v in per_image.values()])),
+               "ssim": float(np.mean([v["ssim"] for v in per_image.values()])),
+               "colour_shift_max": max(abs(c) for v in per_image.values() for c in v["colour_shift"])}
+    if bicubic is not None:
+        gains = {name: v["psnr"] - bicubic[name]["psnr"] for name, v in per_image.items()}
+        worst = min(gains, key=gains.get)
+        summary.update({"gain": float(np.mean(list(gains.values()))), "worst": worst,
+                        "worst_gain": float(gains[worst]),
+                        "below_bicubic": sum(g < 0 for g in gains.values()),
+                        "ssim_below_bicubic": sum(v["ssim"] < bicubic[name]["ssim"]
+                                                  for name, v in per_image.items())})
+    return summary
 
 
 def score(upscalers: dict, pairs: list[Pair], scale: int = 4, keep_outputs: bool = False) -> dict:
-    """{method: {"images": {name: {psnr, ssim}}, "psnr": mean, "ssim": mean}} for every upscaler
-    (uint8 H×W×3 LR → uint8 SR); with `keep_outputs`, each method's images under "outputs"."""
-    results = {}
+    """{method: {"images": {name: {psnr, ssim, colour_shift}}, "psnr": mean, "ssim": mean, …}} for every
+    upscaler (uint8 H×W×3 LR → uint8 SR), with `summarise`'s figures against bicubic; with `keep_outputs`,
+    each method's images under "outputs"."""
+    results, images = {}, {}
+    upscalers = {"bicubic": BASELINES["bicubic"], **upscalers}  # first: the others are compared with it
     for method, upscale in upscalers.items():
         per_image, outputs = {}, {}
         for pair in pairs:
@@ -68,9 +92,8 @@ def score(upscalers: dict, pairs: list[Pair], scale: int = 4, keep_outputs: bool
             per_image[pair.name] = score_image(sr, pair.hr, scale)
             if keep_outputs:
                 outputs[pair.name] = sr
-        results[method] = {"images": per_image,
-                           "psnr": float(np.mean([v["psnr"] for v in per_image.values()])),
-                           "ssim": float(np.mean([v["ssim"] for v in per_image.values()]))}
+        images[method] = per_image
+        results[method] = {"images": per_image, **summarise(per_image, images["bicubic"])}
         if keep_outputs:
             results[method]["outputs"] = outputs
     return results

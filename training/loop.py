@@ -152,5 +152,7 @@ class Trainer:
                             {"epoch": int(self.ckpt.epoch.numpy()), **self.last_quality})
         q = self.last_quality
         tqdm.write(f"  held-out PSNR {q['psnr']:.2f} dB, SSIM {q['ssim']:.4f} "
-                   f"(bicubic {q['psnr_bicubic']:.2f} dB, {q['ssim_bicubic']:.4f}) → {sheet_path.name}")
+                   f"(bicubic {q['psnr_bicubic']:.2f} dB, {q['ssim_bicubic']:.4f}); worst "
+                   f"{q['worst_gain']:+.2f} dB, {q['below_bicubic']} below bicubic, colour shift ≤ "
+                   f"{q['colour_shift_max']:.2f} → {sheet_path.name}")
         return q

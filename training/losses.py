@@ -23,6 +23,20 @@ def pixel_l1(hr, sr):
 PIXEL_LOSSES = {"mse": pixel_mse, "l1": pixel_l1}
 
 
+class LowResolutionConsistency:
+    """Per-example L1 between the output degraded as training degrades HR (bicubic ×1/scale, antialiased or
+    not) and the LR input, in [-1, 1]: ties the output's low frequencies, its colour above all, to the input
+    (the "LR consistency" of the SR literature) instead of to what the training photographs looked like."""
+
+    def __init__(self, antialias: bool):
+        self.antialias = antialias
+
+    def __call__(self, lr, sr):
+        down = tf.image.resize(tf.cast(sr, tf.float32), tf.shape(lr)[1:3], method="bicubic",
+                               antialias=self.antialias)
+        return _mean_per_example(tf.abs(down - tf.cast(lr, tf.float32)))
+
+
 def _imagenet_input(x):
     # [-1, 1] RGB → VGG's own input: 0–255 BGR minus the ImageNet channel means.
     rgb = (x + 1.0) * 127.5

@@ -34,8 +34,22 @@ def ssim_y(sr: np.ndarray, hr: np.ndarray, border: int) -> np.ndarray:
                          filter_size=11, filter_sigma=1.5, k1=0.01, k2=0.03).numpy()
 
 
+def colour_shift(sr: np.ndarray, hr: np.ndarray, border: int) -> np.ndarray:
+    """Per image, the mean SR − HR of each RGB channel in uint8 levels, (N, 3), with `border` pixels cropped:
+    a colour cast shows as a value away from 0, which PSNR on Y barely sees."""
+    diff = np.asarray(sr, np.float64) - np.asarray(hr, np.float64)
+    if border:
+        diff = diff[:, border:-border, border:-border]
+    return diff.mean(axis=(1, 2))
+
+
 def quality_report(sr: np.ndarray, bicubic: np.ndarray, hr: np.ndarray, scale: int) -> dict:
-    """Mean PSNR/SSIM of the model's output and of the bicubic baseline against HR."""
-    return {"psnr": float(psnr_y(sr, hr, scale).mean()), "ssim": float(ssim_y(sr, hr, scale).mean()),
-            "psnr_bicubic": float(psnr_y(bicubic, hr, scale).mean()),
-            "ssim_bicubic": float(ssim_y(bicubic, hr, scale).mean())}
+    """Mean PSNR/SSIM of the model's output and of the bicubic baseline against HR, the worst image's PSNR
+    gain over bicubic, how many images are below bicubic, and the largest colour shift of any channel."""
+    psnr, psnr_bicubic = psnr_y(sr, hr, scale), psnr_y(bicubic, hr, scale)
+    gains = psnr - psnr_bicubic
+    return {"psnr": float(psnr.mean()), "ssim": float(ssim_y(sr, hr, scale).mean()),
+            "psnr_bicubic": float(psnr_bicubic.mean()),
+            "ssim_bicubic": float(ssim_y(bicubic, hr, scale).mean()),
+            "worst_gain": float(gains.min()), "below_bicubic": int((gains < 0).sum()),
+            "colour_shift_max": float(np.abs(colour_shift(sr, hr, scale)).max())}

@@ -83,7 +83,11 @@ def main(argv=None) -> int:
     for name, result in [("final", scores["final"]["model"]), *(
             [("srresnet", scores["srresnet"]["model"])] if "srresnet" in scores else []),
             ("bicubic", scores["final"]["bicubic"]), ("lanczos", scores["final"]["lanczos"])]:
-        print(f"{name:9s} PSNR {result['psnr']:.2f} dB  SSIM {result['ssim']:.4f}")
+        against = "" if name == "bicubic" else (
+            f"  {result['gain']:+.2f} dB over bicubic, worst {result['worst']} {result['worst_gain']:+.2f} dB, "
+            f"{result['below_bicubic']} below bicubic")
+        print(f"{name:9s} PSNR {result['psnr']:.2f} dB  SSIM {result['ssim']:.4f}  largest colour shift "
+              f"{result['colour_shift_max']:.2f}{against}")
     print(f"written {config.out}")
     return 0
 

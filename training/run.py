@@ -2,12 +2,13 @@
 
 import dataclasses
 import json
+import logging
 import math
 import sys
 import time
 from pathlib import Path
 
-from core.cli import UserError, exit_on_user_error
+from core.cli import UserError, exit_on_user_error, setup_logging
 from training.config import TrainConfig, config_from_args
 
 
@@ -49,7 +50,7 @@ def train(config: TrainConfig) -> dict:
     from training.loop import HeldOut, Schedule, Trainer
     from training.model import build_discriminator, build_generator
     from training.run_log import RunLog
-    from training.losses import PIXEL_LOSSES
+    from training.losses import PIXEL_LOSSES, LowResolutionConsistency
     from training.samples import bicubic_upscale, save_held_out
     from training.schedule import PretrainThenGan
     from training.step import Networks, TrainSteps
@@ -86,7 +87,7 @@ def train(config: TrainConfig) -> dict:
     chief = is_chief(strategy)
     out_dir.mkdir(parents=True, exist_ok=True)
     pipe_config = pipeline.PipelineConfig(config.crop_size, config.model.scale, config.augment,
-                                          config.antialias)
+                                          config.antialias, config.channel_shuffle)
     lr, hr = pipeline.held_out_pairs(manifest.test, pipe_config, config.eval_size)
     held_out = HeldOut(lr, hr, bicubic_upscale(lr, config.model.scale), config.model.scale)
     if chief:
@@ -100,7 +101,8 @@ def train(config: TrainConfig) -> dict:
         nets = Networks(build_generator(config.model, residual_init_scale=config.residual_init_scale),
                         build_discriminator(config.model, config.crop_size),
                         _optimizer(config, g_rate), _optimizer(config, gan_rate), content_loss,
-                        PIXEL_LOSSES[config.pixel_loss])
+                        PIXEL_LOSSES[config.pixel_loss], LowResolutionConsistency(config.antialias),
+                        config.lr_consistency)
         # Non-chief workers of a multi-worker run write their (identical) checkpoints where nobody reads them.
         checkpoint_dir = (out_dir / "checkpoints" if chief
                           else out_dir / f".worker-{strategy.cluster_resolver.task_id}")
@@ -109,6 +111,9 @@ def train(config: TrainConfig) -> dict:
     if resumed:
         print(f"resuming from {resumed} (step {int(checkpoints.step.numpy())}, "
               f"epoch {int(checkpoints.epoch.numpy())})", flush=True)
+    elif config.init_generator is not None:
+        nets.generator.load_weights(str(config.init_generator))
+        print(f"generator initialised from {config.init_generator}", flush=True)
 
     steps_per_epoch = config.steps_per_epoch or max(1, len(manifest.train) // config.batch_size)
     schedule = Schedule(config.pretrain_steps, config.epochs, steps_per_epoch, config.batch_size,
@@ -166,12 +171,13 @@ def _print_summary(summary: dict, out_dir: Path) -> None:
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> int:
     from training.loop import Interrupted
+    setup_logging()
     config = config_from_args(argv)
     try:
         summary = train(config)
     except Interrupted as stop:
-        print(f"\nstopped by signal {stop.signal_number}; checkpoint {stop.checkpoint} saved. "
-              f"Run the same command again to resume.", file=sys.stderr)
+        logging.getLogger("training").warning("stopped by signal %d; checkpoint %s saved. Run the same command "
+                                              "again to resume.", stop.signal_number, stop.checkpoint)
         return 128 + stop.signal_number
     _print_summary(summary, config.out_dir)
     return 0

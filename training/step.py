@@ -23,6 +23,14 @@ class Networks:
     d_optimizer: keras.optimizers.Optimizer
     content_loss: object  # (hr, sr) -> per-example loss
     pixel_loss: object = losses.pixel_mse  # (hr, sr) -> per-example loss of the pre-training
+    consistency_loss: object = None  # (lr, sr) -> per-example loss, added in both phases with its weight
+    consistency_weight: float = 0.0
+
+    def consistency(self, lr, sr):
+        """The weighted LR-consistency term per example, or 0 when it is off."""
+        if not self.consistency_weight:
+            return tf.zeros([tf.shape(sr)[0]])
+        return self.consistency_weight * self.consistency_loss(lr, sr)
 
 
 def _scale(optimizer, loss):
@@ -78,10 +86,12 @@ class TrainSteps:
         g = self.nets.generator
         with tf.GradientTape() as tape:
             sr = g(lr, training=True)
-            loss = self._average(self.nets.pixel_loss(hr, sr))
+            pixel = self._average(self.nets.pixel_loss(hr, sr))
+            consistency = self._average(self.nets.consistency(lr, sr))
+            loss = pixel + consistency
             scaled = _scale(self.nets.g_optimizer, loss)
         grads = tape.gradient(scaled, g.trainable_variables)
-        return grads, {"pretrain_loss": loss}
+        return grads, {"pretrain_loss": loss, "pixel_loss": pixel, "consistency_loss": consistency}
 
     def _gan_gradients(self, lr, hr):
         g, d = self.nets.generator, self.nets.discriminator
@@ -93,13 +103,14 @@ class TrainSteps:
             fake_logits = d(sr, training=True)
             content = self._average(self.nets.content_loss(hr, sr))
             adversarial = self._average(losses.generator_adversarial(fake_logits))
-            g_loss = content + losses.ADVERSARIAL_WEIGHT * adversarial
+            consistency = self._average(self.nets.consistency(lr, sr))
+            g_loss = content + losses.ADVERSARIAL_WEIGHT * adversarial + consistency
             d_loss = self._average(losses.discriminator_loss(real_logits, fake_logits))
             g_scaled, d_scaled = _scale(self.nets.g_optimizer, g_loss), _scale(self.nets.d_optimizer, d_loss)
         g_grads = g_tape.gradient(g_scaled, g.trainable_variables)
         d_grads = d_tape.gradient(d_scaled, d.trainable_variables)
         logs = {"g_loss": g_loss, "d_loss": d_loss, "content_loss": content,
-                "adversarial_loss": adversarial,
+                "adversarial_loss": adversarial, "consistency_loss": consistency,
                 "d_real": self._average(tf.reduce_mean(tf.sigmoid(real_logits), axis=[1, 2, 3])),
                 "d_fake": self._average(tf.reduce_mean(tf.sigmoid(fake_logits), axis=[1, 2, 3]))}
         return g_grads, d_grads, logs

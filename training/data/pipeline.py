@@ -23,6 +23,9 @@ class PipelineConfig:
     # False: the article's plain `tf.image.resize` bicubic; True: antialiased bicubic (MATLAB's imresize, what
     # the literature's benchmarks use).
     antialias: bool = False
+    # A random order of the RGB channels per crop (Yoo et al., CVPR 2020): the network cannot learn the
+    # colour statistics of its training photographs, so it has to carry the input's colour through.
+    channel_shuffle: bool = False
     shuffle_buffer: int = 10_000
 
 
@@ -60,6 +63,8 @@ def _make_pair(config: PipelineConfig):
         image01 = tf.image.convert_image_dtype(crop, tf.float32)
         if config.augment:
             image01 = _augment(image01)
+        if config.channel_shuffle:
+            image01 = tf.gather(image01, tf.random.shuffle(tf.range(3)), axis=-1)
         hr_255 = tf.round(image01 * 255.0)
         lr_255 = downsample(hr_255, config)
         return to_unit_range(lr_255), to_unit_range(hr_255)

@@ -17,9 +17,11 @@ never trusted half-done.
 import concurrent.futures
 import dataclasses
 import fcntl
+import functools
 import hashlib
 import importlib.util
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -39,7 +41,7 @@ DEMO_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "moto
 _DEMO_MIN_STD = 8.0  # tiles flatter than this (the black corners of retina.jpg) teach nothing
 _TF_DECODABLE = {"JPEG", "PNG", "BMP", "GIF"}
 _MANIFEST = "manifest.json"
-_VERSION = 1  # bump when the preparation changes, so old caches are not reused
+_VERSION = 2  # bump when the preparation changes, so old caches are not reused
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,8 +103,15 @@ def prepare(kind: str, data_dir: Path | None, cache_dir: Path, crop_size: int,
         files = [demo_photo_dir() / name for name in DEMO_PHOTOS]
         builder = _build_demo
     elif kind == "photos":
-        files = [photo.path() for photo in photos.TRAINING_PHOTOS + photos.HELD_OUT_PHOTOS]
-        builder = _build_photos
+        train, missing_train = photos.available(photos.TRAINING_PHOTOS)
+        held_out, missing_held_out = photos.available(photos.HELD_OUT_PHOTOS)
+        if missing_train or missing_held_out:
+            logging.getLogger(__name__).warning(photos.missing_note(missing_train + missing_held_out))
+        if not train or not held_out:
+            raise UserError("the photos data set needs scikit-image and matplotlib (pip install scikit-image "
+                            "matplotlib), or pass --data-dir with your own images.")
+        files = [photo.path() for photo in train + held_out]
+        builder = functools.partial(_build_photos, train, held_out)
     else:
         if data_dir is None or not data_dir.is_dir():
             raise UserError(f"data folder {data_dir} does not exist; pass --data-dir with a folder of images"
@@ -250,20 +259,33 @@ def _build_demo(files: list[Path], out_dir: Path, crop_size: int) -> Manifest:
     return Manifest("demo", tuple(train), tuple(test), report, DEMO_TILE)
 
 
-def _build_photos(files: list[Path], out_dir: Path, crop_size: int) -> Manifest:
-    # Every photograph stored once as RGB PNG (grey ones too), so tf.data decodes them all the same way.
+def _build_photos(train: list, held_out: list, files: list[Path], out_dir: Path, crop_size: int) -> Manifest:
+    """Every photograph stored once as RGB PNG (grey ones too, so tf.data decodes them all the same way): each
+    training photograph at every side of `photos.TRAIN_SIDES` it exceeds (and once as it is when smaller),
+    each held-out one reduced to `photos.HELD_OUT_SIDE`."""
     report = ImageReport()
-    stored = []
-    for path in files:
-        rgb = _read_counted(path, crop_size, report)
+
+    def store(photo, role: str) -> list[str]:
+        rgb = _read_counted(photo.path(), crop_size, report)
         if rgb is None:
-            continue
-        stored.append(_save_once(rgb, out_dir / "photos" / f"{path.stem}.png"))
-    held_out = len(photos.HELD_OUT_PHOTOS)
+            return []
+        if role == "held-out":
+            return [_save_once(photos.reduce(rgb, photos.HELD_OUT_SIDE), out_dir / role / f"{photo.name}.png")]
+        sides = [side for side in photos.TRAIN_SIDES if max(rgb.shape[:2]) > side] or [max(rgb.shape[:2])]
+        kept = []
+        for side in sides:
+            reduced = photos.reduce(rgb, side)
+            if min(reduced.shape[:2]) >= crop_size:
+                kept.append(_save_once(reduced, out_dir / role / f"{photo.name}-{side}.png"))
+        return kept
+
+    stored_train = [path for photo in tqdm(train, desc="reducing photographs", unit="img", leave=False)
+                    for path in store(photo, "train")]
+    stored_held_out = [path for photo in held_out for path in store(photo, "held-out")]
     if report.skipped:
-        raise UserError(f"the shipped photographs are incomplete ({report.summary()}); reinstall scikit-image "
-                        "and matplotlib or pass --data-dir with your own images.")
-    return Manifest("photos", tuple(stored[:-held_out]), tuple(stored[-held_out:]), report, None)
+        raise UserError(f"some installed photographs cannot be read ({report.summary()}); reinstall their "
+                        "packages or pass --data-dir with your own images.")
+    return Manifest("photos", tuple(stored_train), tuple(stored_held_out), report, None)
 
 
 def _require_enough(images: list[str], report: ImageReport) -> None:
