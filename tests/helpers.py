@@ -4,18 +4,22 @@ process on 127.0.0.1. Fixtures live in conftest.py."""
 import io
 import os
 import shutil
+import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import grpc
 import numpy as np
 from PIL import Image
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tensorflow.core.framework import tensor_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from serving import tensors
 from serving.process import EmbeddedServer
+
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -89,3 +93,31 @@ def repository_with(version_dir: Path, parent: Path) -> Path:
     base.mkdir(parents=True)
     copy_version(version_dir, base, 1)
     return base
+
+
+def healthy(target) -> bool:
+    with grpc.insecure_channel(target) as channel:
+        answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+    return answer.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def rss_mb(pid: int) -> float:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) \
+        + chunk(b"IEND", b"")

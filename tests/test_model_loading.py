@@ -7,7 +7,8 @@ import time
 
 import numpy as np
 
-from tests.helpers import ServerProcess, raw_predict
+from serving.client import SrganClient
+from tests.helpers import ServerProcess, copy_version, healthy, raw_predict
 
 
 def _statuses(target) -> dict:
@@ -69,5 +70,51 @@ def test_a_failed_version_is_tried_again_when_its_files_change(repository, expor
         for item in held_back.iterdir():
             shutil.copy(item, repository / "2" / "variables" / item.name)
         _wait_for(server.target, 2, "AVAILABLE")
+    finally:
+        assert server.stop() == 0
+
+
+def test_version_folder_names_follow_tf_servings_rule():
+    from core.repository import parse_version
+    # strings::safe_strto64, as file_system_storage_path_source.cc parses them; positive versions only.
+    cases = {"1": 1, "01": 1, " 7 ": 7, "42": 42, str((1 << 63) - 1): (1 << 63) - 1, "99999999999999999999": None,
+             "²": None, "٣": None, "1.5": None, "v2": None, "": None, "-3": None, "0": None, ".staging-1": None}
+    assert {name: parse_version(name) for name in cases} == cases
+
+
+def test_odd_names_in_the_repository_never_stop_the_poller(repository, exported, tmp_path):
+    base = tmp_path / "srgan"
+    base.mkdir()
+    copy_version(exported[0], base, 1)
+    server = ServerProcess("--model_base_path", str(base), "--file_system_poll_wait_seconds", "0.2")
+    probe = {"images": np.zeros((1, 8, 8, 3), np.uint8)}
+    try:
+        for name in ("²", "٣", "99999999999999999999", "01"):
+            shutil.copytree(exported[0], base / name)
+        (base / "7").write_text("a file, not a version")
+        time.sleep(1.0)  # several polls over the odd names
+        assert raw_predict(server.target, probe).model_spec.version.value == 1
+        with SrganClient(server.target) as client:
+            assert [s["version"] for s in client.status()] == [1]
+        assert healthy(server.target)
+        copy_version(exported[0], base, 2)  # a later valid version still loads
+        deadline = time.monotonic() + 60
+        while raw_predict(server.target, probe).model_spec.version.value != 2:
+            assert time.monotonic() < deadline, "version 2 was never served"
+            time.sleep(0.2)
+        # A repository that cannot be read: health says NOT_SERVING, the loaded version keeps answering.
+        base.rename(tmp_path / "away")
+        base.write_text("not a folder")
+        deadline = time.monotonic() + 30
+        while healthy(server.target):
+            assert time.monotonic() < deadline, "health never turned NOT_SERVING"
+            time.sleep(0.2)
+        assert raw_predict(server.target, probe).model_spec.version.value == 2
+        base.unlink()
+        (tmp_path / "away").rename(base)
+        deadline = time.monotonic() + 30
+        while not healthy(server.target):
+            assert time.monotonic() < deadline, "health never came back"
+            time.sleep(0.2)
     finally:
         assert server.stop() == 0

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.helpers import REPO, run_module, tiny_run_args
+from tests.helpers import REPO, png_claiming, run_module, tiny_run_args, write_image
 from training.config import config_from_args
 from training.run import train
 
@@ -216,3 +216,37 @@ def test_two_workers_train_in_step(tmp_path):
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())  # written by the chief only
     assert summary["replicas"] == 2 and summary["steps"] == 5
     assert prints[0][0].endswith(summary["generator_fingerprint"])
+
+
+def test_a_truncated_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, cache_dir):
+    from training.config import config_from_args
+    from training.run import train
+    out = tmp_path / "run"
+    train(config_from_args(tiny_run_args(out, cache_dir)))  # checkpoints at steps 2, 4, 6
+    for data in (out / "checkpoints").glob("ckpt-6.data-*"):
+        data.write_bytes(data.read_bytes()[:50])
+    result = subprocess.run([sys.executable, "-m", "training.run", *tiny_run_args(out, cache_dir, "--epochs", "3")],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "ckpt-6 is unreadable" in result.stderr
+    assert f"resuming from {out / 'checkpoints' / 'ckpt-4'} (step 4" in result.stdout
+    assert json.loads((out / "summary.json").read_text())["steps"] == 2 + 3 * 2
+
+
+def test_training_on_a_folder_with_bad_files_uses_the_good_ones_and_reports_the_rest(tmp_path, cache_dir):
+    from training.config import config_from_args
+    from training.run import train
+    folder = tmp_path / "photos"
+    rng = np.random.default_rng(3)
+    for i in range(8):
+        write_image(folder / f"good{i}.jpg", rng.integers(0, 256, (48, 40, 3), dtype=np.uint8))
+    (folder / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 definitely not a jpeg")
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "huge.png").write_bytes(png_claiming(30000, 30000))  # 900 Mpx: a decompression bomb
+    (folder / "notes.jpg").write_text("meeting notes, not a picture")
+    summary = train(config_from_args(tiny_run_args(tmp_path / "run", tmp_path / "cache", "--data-dir", str(folder),
+                                                   "--epochs", "1", "--steps-per-epoch", "1")))
+    data = summary["data"]
+    assert data["kind"] == "folder" and data["used"] == 8 and data["train"] == 3 and data["test"] == 5
+    assert data["skipped"] == {"unreadable": 2, "empty file": 1, "too large": 1}
+    print(f"\ndata: {data['used']} images used, skipped {data['skipped']}")

@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -5,7 +8,7 @@ from PIL import Image
 from core.export_record import ExportRecord
 from serving.onnx_runtime import create_session
 from serving.tiling import tiled_upscale
-from tests.helpers import run_module, write_image
+from tests.helpers import REPO, png_claiming, run_module, write_image
 
 
 def _session_fn(version_dir):
@@ -100,3 +103,31 @@ def test_outputs_never_collide_nor_overwrite_an_input_and_are_refused_before_any
 
     result = run_module("serving.upscale", str(inputs[0]), "-o", str(already), *remote, timeout=120)
     assert result.returncode == 2 and "is a file" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_upscale_command_survives_bombs_truncated_files_and_reads_16_bit_as_training_does(exported, tmp_path, rng):
+    folder = tmp_path / "in"
+    good = write_image(folder / "good.png", rng.integers(0, 256, (12, 14, 3), dtype=np.uint8))
+    (folder / "bomb.png").write_bytes(png_claiming(100_000, 100_000))  # 10 gigapixels in 60 bytes
+    truncated = write_image(folder / "cut.jpg", rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    truncated.write_bytes(truncated.read_bytes()[:300])
+    deep = (np.arange(10 * 11, dtype=np.uint16).reshape(10, 11) * 500).astype(np.uint16)  # uses all 16 bits
+    from PIL import Image
+    Image.fromarray(deep).save(folder / "deep.png")  # mode I;16
+    last = write_image(folder / "z_last.png", rng.integers(0, 256, (9, 9, 3), dtype=np.uint8))
+    files = [good, folder / "bomb.png", truncated, folder / "deep.png", last]
+    result = subprocess.run([sys.executable, "-m", "serving.upscale", *map(str, files), "-o", str(tmp_path / "out"),
+                             "--model-dir", str(exported[0].parent)], cwd=REPO, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "upscaled 3 of 5 images" in result.stdout
+    assert "bomb.png: too large" in result.stderr and "cut.jpg: unreadable" in result.stderr
+    for name in ("good_x4.png", "deep_x4.png", "z_last_x4.png"):  # files after the bad ones still processed
+        assert (tmp_path / "out" / name).exists(), name
+    out = np.asarray(Image.open(tmp_path / "out" / "deep_x4.png"))
+    eight_bit = np.round(deep / 257.0).astype(np.uint8)  # scaled, not clipped
+    expected = create_session(exported[0] / "model.onnx").run(
+        None, {"images": np.repeat(eight_bit[None, ..., None], 3, axis=3)})[0][0]
+    expected_grey = np.asarray(Image.fromarray(expected).convert("L"))
+    assert out.shape == (40, 44) and np.abs(out.astype(int) - expected_grey).max() <= 1
+    assert (out == 255).mean() < 0.5  # the old reader clipped almost every pixel to 255
