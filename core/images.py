@@ -6,6 +6,7 @@ same way: 16-bit and 32-bit grey scaled (not clipped), grey stays grey, alpha is
 """
 
 import dataclasses
+import io
 import warnings
 from pathlib import Path
 
@@ -72,3 +73,10 @@ def read_picture(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Picture:
         image = _eight_bit_grey(image)
     grey = image.mode in ("L", "1")
     return Picture(np.asarray(image.convert("RGB")), alpha, grey, mode != "RGB")
+
+
+def encode_png(rgb: np.ndarray) -> bytes:
+    """uint8 H×W×3 (or H×W) as PNG bytes."""
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="PNG")
+    return buffer.getvalue()

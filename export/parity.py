@@ -17,6 +17,7 @@ import tensorflow as tf
 from PIL import Image
 
 from core import contract
+from core.images import encode_png
 from serving.errors import describe
 from serving.onnx_runtime import create_session, cuda_options, gpu_visible
 
@@ -102,11 +103,7 @@ def graph_saved_model_backends(directory: Path) -> list[Backend]:
     runner = functools.cache(lambda: SavedModelRunner(directory))
 
     def run_encoded(images):
-        blobs = []
-        for image in images:
-            buffer = io.BytesIO()
-            Image.fromarray(image).save(buffer, format="PNG")
-            blobs.append(buffer.getvalue())
+        blobs = [encode_png(image) for image in images]
         pngs = runner().run(contract.PREDICT_ENCODED, {contract.ENCODED_INPUT: np.array(blobs, dtype=object)})
         return np.stack([np.asarray(Image.open(io.BytesIO(b))) for b in pngs[contract.ENCODED_OUTPUT]])
 

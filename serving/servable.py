@@ -10,6 +10,7 @@ import numpy as np
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
 from core import contract
+from core.images import encode_png
 from core.repository import ONNX_FLOAT, ONNX_UINT8
 from serving.errors import deadline_exceeded, describe, invalid_argument
 from serving.onnx_runtime import create_session
@@ -161,10 +162,7 @@ class OnnxRunner:
             rgb = np.asarray(Image.open(io.BytesIO(image_bytes)).convert("RGB"))
         except (OSError, ValueError, Image.DecompressionBombError) as error:  # truncated, corrupt, lying header
             raise invalid_argument(f"the image cannot be decoded: {describe(error)}") from None
-        sr = self._bounded(self._uint8, contract.UINT8_INPUT, rgb[None], deadline)[0]
-        buffer = io.BytesIO()
-        Image.fromarray(sr).save(buffer, format="PNG")
-        return buffer.getvalue()
+        return encode_png(self._bounded(self._uint8, contract.UINT8_INPUT, rgb[None], deadline)[0])
 
 
 @dataclasses.dataclass

@@ -1,7 +1,6 @@
 """The tests' helpers, in one module: paths, tiny training runs, images, and the embedded server as a real
 process on 127.0.0.1. Fixtures live in conftest.py."""
 
-import io
 import os
 import shutil
 import struct
@@ -53,9 +52,8 @@ def random_images(shape, seed=0) -> np.ndarray:
 
 
 def png(image: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG")
-    return buffer.getvalue()
+    from core.images import encode_png
+    return encode_png(image)
 
 
 class ServerProcess(EmbeddedServer):
