@@ -117,6 +117,7 @@ def test_augmentation_keeps_values_in_range(cache_dir):
             assert -1.0 <= float(tf.reduce_min(x)) and float(tf.reduce_max(x)) <= 1.0
 
 
+@pytest.mark.slow
 def test_antialiased_downsampling_differs(cache_dir):
     manifest = sources.prepare("demo", None, cache_dir, crop_size=128)
     plain = pipeline.held_out_pairs(manifest.test, pipeline.PipelineConfig(antialias=False))

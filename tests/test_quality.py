@@ -15,6 +15,7 @@ from tests.helpers import REPO, TINY_MODEL, write_image
 PRETRAINED = REPO / "training" / "pretrained" / "photos"
 
 
+@pytest.mark.slow
 def test_shipped_generator_reproduces_its_recorded_held_out_scores():
     from training.checkpointing import load_weights
     from training.evaluation import keras_upscaler, held_out_pairs, score
@@ -85,6 +86,7 @@ def test_colour_shift_is_the_mean_difference_per_channel():
     assert report["colour_shift_max"] == pytest.approx(7) and report["below_bicubic"] == 1
 
 
+@pytest.mark.slow
 def test_pretraining_raises_held_out_psnr(tmp_path, cache_dir):
     """A few dozen steps of the photos recipe on a tiny generator: the held-out PSNR must climb."""
     from training.config import config_from_args

@@ -24,6 +24,7 @@ def _checkpoint_steps(out_dir):
     return sorted(int(p.name.split("-")[1].split(".")[0]) for p in (out_dir / "checkpoints").glob("ckpt-*.index"))
 
 
+@pytest.mark.slow
 def test_short_run_writes_checkpoints_samples_and_metrics(tmp_path, cache_dir):
     out = tmp_path / "run"
     summary = train(config_from_args(tiny_run_args(out, cache_dir)))
@@ -45,6 +46,7 @@ def test_short_run_writes_checkpoints_samples_and_metrics(tmp_path, cache_dir):
     assert json.loads((out / "summary.json").read_text())["steps"] == 6
 
 
+@pytest.mark.slow
 def test_rerun_resumes_and_continues_the_step_count(tmp_path, cache_dir):
     out = tmp_path / "run"
     first = train(config_from_args(tiny_run_args(out, cache_dir, "--epochs", "1")))
@@ -56,6 +58,7 @@ def test_rerun_resumes_and_continues_the_step_count(tmp_path, cache_dir):
     assert [r["step"] for r in _records(out, "epoch")] == [4, 6, 8]
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_different_model(tmp_path, cache_dir):
     out = tmp_path / "run"
     train(config_from_args(tiny_run_args(out, cache_dir, "--epochs", "1")))
@@ -74,6 +77,7 @@ def _wait_for(predicate, timeout=180):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+@pytest.mark.slow
 def test_killed_run_resumes_from_its_checkpoint_with_the_same_step_count(tmp_path, cache_dir, sig):
     out = tmp_path / "run"
     args = tiny_run_args(out, cache_dir, "--epochs", "1000", "--checkpoint-every", "2")
@@ -99,6 +103,7 @@ def test_killed_run_resumes_from_its_checkpoint_with_the_same_step_count(tmp_pat
     assert json.loads((out / "summary.json").read_text())["steps"] == 2 + (resumed_epoch + 1) * 2
 
 
+@pytest.mark.slow
 def test_missing_vgg_weights_stop_the_run_with_one_clear_sentence(tmp_path):
     home = tmp_path / "home"
     result = run_module("training.run", *tiny_run_args(tmp_path / "run", tmp_path / "cache",
@@ -113,12 +118,14 @@ def test_missing_vgg_weights_stop_the_run_with_one_clear_sentence(tmp_path):
     assert not (tmp_path / "run" / "checkpoints").exists()  # stopped before any training
 
 
+@pytest.mark.slow
 def test_vgg_weights_file_that_does_not_exist(tmp_path):
     result = run_module("training.run", *tiny_run_args(tmp_path / "run", tmp_path / "cache", "--content-loss",
                                                        "vgg", "--vgg-weights", str(tmp_path / "nope.h5")))
     assert result.returncode == 2 and "nope.h5 does not exist" in result.stderr
 
 
+@pytest.mark.slow
 def test_vgg_content_loss_from_a_weights_file(tmp_path, cache_dir):
     weights = tmp_path / "vgg19.weights.h5"
     vgg = keras.applications.VGG19(include_top=False, weights=None)
@@ -137,6 +144,7 @@ def test_vgg_content_loss_from_a_weights_file(tmp_path, cache_dir):
     assert _records(out, "train")[-1]["content_loss"] > 0
 
 
+@pytest.mark.slow
 def test_xla_and_mixed_precision_steps_run(tmp_path, cache_dir):
     assert config_from_args(["--mixed-precision"]).precision == "mixed_float16"  # the older spelling
     for flags in (["--xla"], ["--mixed-precision"], ["--precision", "mixed_bfloat16"]):
@@ -147,6 +155,7 @@ def test_xla_and_mixed_precision_steps_run(tmp_path, cache_dir):
     keras.mixed_precision.set_global_policy("float32")
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_on_two_logical_cpus(tmp_path, cache_dir):
     out = tmp_path / "run"
     result = run_module("training.run", *tiny_run_args(out, cache_dir, "--strategy", "mirrored",
@@ -157,6 +166,7 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path, cache_dir):
     assert all(math.isfinite(r["g_loss"]) for r in _records(out, "train") if "g_loss" in r)
 
 
+@pytest.mark.slow
 def test_compile_auto_times_both_modes_and_keeps_the_faster(tmp_path, cache_dir):
     summary = train(config_from_args(tiny_run_args(tmp_path / "run", cache_dir, "--compile", "auto")))
     for phase in ("pretrain", "gan"):
@@ -189,6 +199,7 @@ def test_timing_the_compile_modes_leaves_the_model_state_as_it_was():
     assert all(np.array_equal(a, v.numpy()) for a, v in zip(before, state))
 
 
+@pytest.mark.slow
 def test_two_workers_train_in_step(tmp_path):
     """Multi-worker training as a user grows past one machine: two processes on 127.0.0.1 with TF_CONFIG,
     gradients all-reduced between them, end with the same weights (each prints their fingerprint)."""
@@ -218,6 +229,7 @@ def test_two_workers_train_in_step(tmp_path):
     assert prints[0][0].endswith(summary["generator_fingerprint"])
 
 
+@pytest.mark.slow
 def test_a_truncated_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, cache_dir):
     from training.config import config_from_args
     from training.run import train
@@ -233,6 +245,7 @@ def test_a_truncated_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, 
     assert json.loads((out / "summary.json").read_text())["steps"] == 2 + 3 * 2
 
 
+@pytest.mark.slow
 def test_training_on_a_folder_with_bad_files_uses_the_good_ones_and_reports_the_rest(tmp_path, cache_dir):
     from training.config import config_from_args
     from training.run import train
