@@ -255,7 +255,7 @@ def markdown(results: dict) -> str:
 @exit_on_user_error
 def run(config: QualityConfig) -> dict:
     from training.evaluation import BASELINES, held_out_pairs, score
-    pairs = held_out_pairs(4, config.antialias, config.images)
+    pairs = held_out_pairs(antialias=config.antialias, image_dir=config.images)  # the article's scale
     if not pairs:
         raise UserError(f"no images in {config.images}.")
     upscalers = dict(BASELINES)
@@ -263,7 +263,7 @@ def run(config: QualityConfig) -> dict:
     for version_dir in version_dirs:
         for backend in config.backends:
             upscalers[f"v{version_dir.name} {backend}"] = _upscaler(version_dir, backend)
-    scored = score(upscalers, pairs, scale=4, keep_outputs=True)
+    scored = score(upscalers, pairs, keep_outputs=True)
     outputs = {method: r.pop("outputs") for method, r in scored.items()}
     results = {"versions": [str(v.resolve()) for v in version_dirs], "images": [p.name for p in pairs],
                "degradation": "antialiased bicubic" if config.antialias else "bicubic", "methods": scored}

@@ -3,7 +3,7 @@
 The article's head is pixel shuffle ×2 → PReLU → 9×9 convolution to 3 channels at full resolution. Three
 output channels are the worst shape for a CPU convolution: ONNX Runtime's kernels work on blocks of 8 or 16
 output channels, so this one layer, 11 % of the arithmetic, took a third of a float32 run at 32×32 and over half
-of an INT8 one (profile in the README). Pixel shuffle only moves values, and a PReLU with one slope per channel
+of an INT8 one (profile in docs/export.md). Pixel shuffle only moves values, and a PReLU with one slope per channel
 commutes with it when the slopes are repeated per sub-pixel. So the convolution can run on the shuffle's input
 (r² times the channels, 1/r² of the pixels) with a kernel that reads each output sub-pixel's 9×9 window out of
 ⌈9/r⌉+1 low-resolution taps, writing r²·3 channels that a final shuffle puts in place. Exactly the same sums

@@ -25,7 +25,7 @@ class RequestCost:
     last upsampling stage dominates: scale² output pixels of `channels` floats, about four tensors alive);
     inputs, outputs and their copies (float and uint8, the stitched tiles, the response) 15 + 33·scale² bytes
     per input pixel of the request. ONNX Runtime's arena holds ~1.3× more. Calibrated against
-    `benchmarks/server_memory.py` on the article's generator (README, "Bounded memory").
+    `benchmarks/server_memory.py` on the article's generator (docs/reliability.md, "Bounded memory").
     """
 
     bytes_per_call_pixel: float

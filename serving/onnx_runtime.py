@@ -13,6 +13,8 @@ import os
 import numpy as np
 import onnxruntime as ort
 
+from core.model_spec import ModelSpec
+
 
 @functools.cache
 def gpu_visible() -> bool:
@@ -83,7 +85,7 @@ class BoundRunner:
     whole graph: benchmarks/onnx_providers.py measures that).
     """
 
-    def __init__(self, session: ort.InferenceSession, shape: tuple[int, int, int, int], scale: int = 4):
+    def __init__(self, session: ort.InferenceSession, shape: tuple[int, int, int, int], scale: int = ModelSpec.scale):
         device = "cuda" if session.get_providers()[0] in ("CUDAExecutionProvider",
                                                           "TensorrtExecutionProvider") else "cpu"
         n, h, w, c = shape

@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
                "its latest checkpoint.", argument_default=argparse.SUPPRESS)
     p.add_argument("--preset", choices=sorted(PRESETS), default="demo",
                    help="demo: runs in minutes on a CPU, no download; photos: trains a real model on a CPU "
-                        "(~2 h on 2 cores), no download; seed: the article's settings on CelebA")
+                        "(~70 min on 2 cores), no download; seed: the article's settings on CelebA")
     data = p.add_argument_group("data")
     data.add_argument("--dataset", choices=["auto", "demo", "photos", "celeba", "folder"],
                       help="auto: demo without --data-dir, celeba for img_align_celeba, else folder; "

@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
+from core.model_spec import ModelSpec
 from training import metrics
 from training.data import photos
 from training.data.images import read_rgb
@@ -28,14 +29,14 @@ class Pair:
     hr: np.ndarray  # uint8 (scale·H)×(scale·W)×3
 
 
-def make_pair(name: str, rgb: np.ndarray, scale: int = 4, antialias: bool = True) -> Pair:
+def make_pair(name: str, rgb: np.ndarray, scale: int = ModelSpec.scale, antialias: bool = True) -> Pair:
     h, w = (rgb.shape[0] // scale) * scale, (rgb.shape[1] // scale) * scale
     hr = rgb[:h, :w]
     lr = downsample(tf.constant(hr, tf.float32), PipelineConfig(scale=scale, antialias=antialias))
     return Pair(name, lr.numpy().astype(np.uint8), hr)
 
 
-def held_out_pairs(scale: int = 4, antialias: bool = True, image_dir: Path | None = None) -> list[Pair]:
+def held_out_pairs(scale: int = ModelSpec.scale, antialias: bool = True, image_dir: Path | None = None) -> list[Pair]:
     """The photos data set's held-out photographs (default) or every image in `image_dir`."""
     if image_dir is None:
         present, missing = photos.available(photos.HELD_OUT_PHOTOS)
@@ -79,7 +80,7 @@ def summarise(per_image: dict, bicubic: dict | None) -> dict:
     return summary
 
 
-def score(upscalers: dict, pairs: list[Pair], scale: int = 4, keep_outputs: bool = False) -> dict:
+def score(upscalers: dict, pairs: list[Pair], scale: int = ModelSpec.scale, keep_outputs: bool = False) -> dict:
     """{method: {"images": {name: {psnr, ssim, colour_shift}}, "psnr": mean, "ssim": mean, …}} for every
     upscaler (uint8 H×W×3 LR → uint8 SR), with `summarise`'s figures against bicubic; with `keep_outputs`,
     each method's images under "outputs"."""

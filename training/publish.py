@@ -23,9 +23,9 @@ class PublishConfig:
     out: Path = Path("training/pretrained/photos")
 
 
-def _scores(generator, pairs) -> dict:
+def _scores(generator, pairs, scale: int) -> dict:
     from training.evaluation import BASELINES, keras_upscaler, score
-    return score({"model": keras_upscaler(generator), **BASELINES}, pairs, scale=4)
+    return score({"model": keras_upscaler(generator), **BASELINES}, pairs, scale)
 
 
 @exit_on_user_error
@@ -48,12 +48,12 @@ def publish(config: PublishConfig) -> dict:
     final = load_generator(latest)
     final.model.save_weights(str(config.out / WEIGHTS_FILENAME))
     final.spec.save(config.out)
-    held_out = {"final": _scores(final.model, pairs)}
+    held_out = {"final": _scores(final.model, pairs, final.spec.scale)}
     srresnet_prefix = config.run_dir / "checkpoints" / "srresnet"
     if Path(f"{srresnet_prefix}.index").exists():
         srresnet = load_generator(str(srresnet_prefix))
         srresnet.model.save_weights(str(config.out / "srresnet.weights.h5"))
-        held_out["srresnet"] = {"model": _scores(srresnet.model, pairs)["model"]}
+        held_out["srresnet"] = {"model": _scores(srresnet.model, pairs, srresnet.spec.scale)["model"]}
     if (config.run_dir / "metrics.jsonl").is_file():
         shutil.copy(config.run_dir / "metrics.jsonl", config.out / "metrics.jsonl")
     summary = json.loads((config.run_dir / "summary.json").read_text()) if (
@@ -64,9 +64,9 @@ def publish(config: PublishConfig) -> dict:
     card = {
         "command": f"python -m training.run --preset {run_config['preset']}",
         "step": final.step, "steps": steps, "config": run_config, "data": photos.catalogue(),
-        "held_out_evaluation": {"photos": [p.name for p in pairs], "scale": 4,
+        "held_out_evaluation": {"photos": [p.name for p in pairs], "scale": final.spec.scale,
                                 "degradation": "antialiased bicubic" if run_config["antialias"] else "bicubic",
-                                "metric": "PSNR/SSIM on Y (BT.601), 4-pixel border cropped"},
+                                "metric": f"PSNR/SSIM on Y (BT.601), {final.spec.scale}-pixel border cropped"},
         "held_out": held_out, "training_summary": summary,
     }
     (config.out / "card.json").write_text(json.dumps(card, indent=2) + "\n")
