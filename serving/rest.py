@@ -60,8 +60,7 @@ class RestApi:
         if not path.lower().startswith("/v1/"):
             return Response("", status=404)  # TF Serving registers no handler outside /v1/
         try:
-            body = (_json_body(request, 2 * self.prediction.limits.max_pixels + 10_000)
-                    if request.method == "POST" else None)
+            body = _json_body(request, self.prediction.limits.max_pixels) if request.method == "POST" else None
             return _json(200, self._dispatch(request.method, path, body))
         except ServingError as error:
             return _json(contract.HTTP_STATUS.get(error.code.name, 500), {"error": error.message})
@@ -120,7 +119,7 @@ def _json(status: int, payload: dict) -> Response:
     return Response(json.dumps(payload, separators=(",", ":")), status=status, content_type="application/json")
 
 
-def _json_body(request: Request, max_containers: int):
+def _json_body(request: Request, max_pixels: int):
     """The parsed body. Before parsing, a cheap structural bound: an image needs one JSON list per pixel at
     most, so a body with more lists and objects than twice the pixels a request may carry (20 million empty
     lists in 60 MB used to cost 2 GB and 86 s to parse) is refused from a count of its bytes."""
@@ -132,9 +131,9 @@ def _json_body(request: Request, max_containers: int):
     if not data:
         raise invalid_argument("JSON Parse error: The document is empty")
     containers = data.count(b"[") + data.count(b"{")
-    if containers > max_containers:
+    if containers > 2 * max_pixels + 10_000:  # the margin: the lists and objects around the images
         raise invalid_argument(f"the body holds {containers} JSON lists and objects, more than any request of at "
-                               f"most {max_containers // 2 - 5000} pixels needs")
+                               f"most {max_pixels} pixels needs")
     try:
         return json.loads(data)
     except (ValueError, RecursionError) as error:

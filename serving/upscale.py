@@ -73,20 +73,22 @@ def parse_args(argv=None) -> UpscaleConfig:
                          args.model_name, args.tile, args.overlap, args.max_pixels)
 
 
-def make_upscaler(config: UpscaleConfig):
-    """uint8 NHWC → uint8 NHWC for the chosen backend, and the version directory it reads (None for gRPC)."""
+def local_version(config: UpscaleConfig) -> Path | None:
+    """The version folder the local backends read; None for a server (gRPC, REST)."""
+    return find_version(config.model_dir) if config.backend in ("onnx", "savedmodel") else None
+
+
+def make_upscaler(config: UpscaleConfig, version_dir: Path | None):
+    """uint8 NHWC → uint8 NHWC for the chosen backend (`version_dir` from `local_version`)."""
     if config.backend == "grpc":
         from serving.client import SrganClient
-        client = SrganClient(config.target or "127.0.0.1:8500", config.model_name)
-        return client.upscale, None
+        return SrganClient(config.target or "127.0.0.1:8500", config.model_name).upscale
     if config.backend == "rest":
         from serving.rest_client import SrganRestClient
-        client = SrganRestClient(config.target or "127.0.0.1:8501", config.model_name)
-        return client.upscale, None
-    version_dir = find_version(config.model_dir)
+        return SrganRestClient(config.target or "127.0.0.1:8501", config.model_name).upscale
     from serving.servable import OnnxRunner, SavedModelRunner
     runner = OnnxRunner(version_dir) if config.backend == "onnx" else SavedModelRunner(version_dir)
-    return (lambda images: contract.upscale_uint8(runner, images)), version_dir
+    return lambda images: contract.upscale_uint8(runner, images)
 
 
 def upscale_picture(picture: Picture, upscale, scale: int, tile: int, overlap: int) -> Image.Image:
@@ -130,11 +132,11 @@ def save_atomically(image: Image.Image, path: Path) -> None:
 
 @exit_on_user_error
 def run(config: UpscaleConfig) -> int:
-    local = config.backend in ("onnx", "savedmodel")
-    spec = ExportRecord.load(find_version(config.model_dir) if local else None).model_spec
+    version_dir = local_version(config)  # once: the spec and the runner come from the same version
+    spec = ExportRecord.load(version_dir).model_spec
     scale, radius = spec.scale, spec.receptive_radius
     check_outputs(config.inputs, config.out, scale)
-    upscale, version_dir = make_upscaler(config)
+    upscale = make_upscaler(config, version_dir)
     overlap = radius if config.overlap is None else config.overlap
     config.out.mkdir(parents=True, exist_ok=True)
     failed = []
