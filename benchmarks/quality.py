@@ -23,11 +23,10 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 import repo_path  # noqa: F401  (first: the packages importable, TensorFlow quiet)
-from core import contract
-
 from core.cli import UserError, exit_on_user_error, find_version, parser
 from core.export_record import ExportRecord
-from core.repository import ONNX_FP16, ONNX_INT8, ONNX_UINT8, version_dirs
+from core.repository import version_dirs
+from serving.local import photo_upscaler
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,32 +57,6 @@ def parse_args(argv=None) -> QualityConfig:
 
 
 # -- models ---------------------------------------------------------------------------------------------
-def _upscaler(version_dir: Path, backend: str, tile: int = 192):
-    """uint8 H×W×3 → uint8 (4H)×(4W)×3 through one exported form of a version. Large photographs go through
-    in tiles with the receptive-field overlap (the same numbers as whole-image inference, bounded memory)."""
-    from serving.tiling import tiled_upscale
-    onnx_files = {"onnx": (ONNX_UINT8, ""), "onnx-fp16": (ONNX_FP16, " (export with --fp16)"),
-                  "onnx-int8": (ONNX_INT8, " (export with --int8; not written when its quality cost was "
-                                                   "above the budget: see export.json)")}
-    if backend in onnx_files:
-        from serving.onnx_runtime import create_session
-        name, hint = onnx_files[backend]
-        path = version_dir / name
-        if not path.is_file():
-            raise UserError(f"{path} does not exist{hint}.")
-        session = create_session(path)
-        run = lambda images: session.run(None, {session.get_inputs()[0].name: images})[0]  # noqa: E731
-    elif backend == "savedmodel":
-        from serving.servable import SavedModelRunner
-        runner = SavedModelRunner(version_dir)
-        run = lambda images: contract.upscale_uint8(runner, images)  # noqa: E731
-    else:
-        raise UserError(f"unknown backend {backend!r}; use onnx, onnx-fp16, onnx-int8 or savedmodel.")
-    spec = ExportRecord.load(version_dir).model_spec
-    scale, radius = spec.scale, spec.receptive_radius
-    return lambda lr: tiled_upscale(lr, run, scale, tile, radius)
-
-
 def _version_dirs(config: QualityConfig) -> list[Path]:
     if not config.versions:
         return [find_version(config.model_dir)]
@@ -262,7 +235,7 @@ def run(config: QualityConfig) -> dict:
     version_dirs = _version_dirs(config)
     for version_dir in version_dirs:
         for backend in config.backends:
-            upscalers[f"v{version_dir.name} {backend}"] = _upscaler(version_dir, backend)
+            upscalers[f"v{version_dir.name} {backend}"] = photo_upscaler(version_dir, backend)
     scored = score(upscalers, pairs, keep_outputs=True)
     outputs = {method: r.pop("outputs") for method, r in scored.items()}
     results = {"versions": [str(v.resolve()) for v in version_dirs], "images": [p.name for p in pairs],

@@ -24,7 +24,6 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
-from core import contract
 from core.cli import UserError, exit_on_user_error, find_version, parser
 from core.export_record import ExportRecord
 from core.images import DEFAULT_MAX_PIXELS, Picture, UnreadableImage, read_picture
@@ -86,9 +85,8 @@ def make_upscaler(config: UpscaleConfig, version_dir: Path | None):
     if config.backend == "rest":
         from serving.rest_client import SrganRestClient
         return SrganRestClient(config.target or "127.0.0.1:8501", config.model_name).upscale
-    from serving.servable import OnnxRunner, SavedModelRunner
-    runner = OnnxRunner(version_dir) if config.backend == "onnx" else SavedModelRunner(version_dir)
-    return lambda images: contract.upscale_uint8(runner, images)
+    from serving.local import batch_upscaler
+    return batch_upscaler(version_dir, config.backend)
 
 
 def upscale_picture(picture: Picture, upscale, scale: int, tile: int, overlap: int) -> Image.Image:
