@@ -13,11 +13,12 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
-# The short demo run proves the training pipeline and its export (model srgan_demo); the model served, scored
-# and timed is the trained generator that ships in training/pretrained/photos (model srgan).
+# The short demo run proves the training pipeline and its export (model srgan_demo), and the deployment gate
+# refuses it (exit status 3: below bicubic; kept in models/srgan_demo/.rejected/). The model served, scored and
+# timed is the trained generator that ships in training/pretrained/photos (model srgan), which the gate blesses.
 demo: setup
 	$(PY) -m training.run --preset demo --run-dir runs/demo
-	$(PY) -m export.to_onnx --run-dir runs/demo --repository models --model-name srgan_demo
+	$(PY) -m export.to_onnx --run-dir runs/demo --repository models --model-name srgan_demo || test $$? -eq 3
 	$(PY) -m export.to_onnx --weights training/pretrained/photos --repository models
 	$(PY) -m workflows.demo --model-dir models/srgan --out results
 	$(PY) benchmarks/quality.py --model-dir models/srgan --out results/quality

@@ -31,9 +31,11 @@ TENSORFLOW_LOG_LINE = re.compile(rb"^(?:[IWEF]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w.
 class UserError(Exception):
     """Something the user can fix (a path, a flag, a missing file); the message says what to do."""
 
+    exit_status = 2  # a subclass may name another (export.push: 3 for a version that is not blessed)
+
 
 def exit_on_user_error(main):
-    """Wrap a command's `main` so a `UserError` prints its sentence and exits with status 2."""
+    """Wrap a command's `main` so a `UserError` prints its sentence and exits with its status (2)."""
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
@@ -41,7 +43,7 @@ def exit_on_user_error(main):
             return main(*args, **kwargs)
         except UserError as error:
             print(f"error: {error}", file=sys.stderr)
-            raise SystemExit(2) from None
+            raise SystemExit(error.exit_status) from None
 
     return wrapper
 

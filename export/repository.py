@@ -1,12 +1,14 @@
 """Writing one version of a model repository atomically.
 
 The version is built in a hidden folder beside the versions (same filesystem) and renamed into place, so a
-server polling the model directory sees no version or a complete one, never a half-written one. A staging
+server polling the model directory sees no version or a complete one, never a half-written one. A version the
+gate refuses is renamed into `<model>/.rejected/` instead, a folder no server reads. A staging
 folder left by a killed export is removed by the next export. Exports of one model take turns (a lock file in
 the model's folder), so two never pick the same version number nor replace each other's version.
 """
 
 import contextlib
+import dataclasses
 import fcntl
 import logging
 import os
@@ -16,7 +18,7 @@ import uuid
 from pathlib import Path
 
 from core.cli import UserError
-from core.repository import MAX_VERSION, versions
+from core.repository import MAX_VERSION, REJECTED, versions
 
 log = logging.getLogger(__name__)
 _STAGING_PREFIX = ".staging-"
@@ -83,9 +85,33 @@ def remove_abandoned_staging(model_path: Path) -> list[Path]:
     return removed
 
 
+@dataclasses.dataclass
+class Stage:
+    """A version being written in `path`. `reject()` keeps it out of the served folder; once the block ends,
+    `final` is where it lies: `<model>/<version>`, or `<model>/.rejected/<version>`."""
+    path: Path
+    rejected: bool = False
+    final: Path | None = None
+
+    def reject(self) -> None:
+        self.rejected = True
+
+
+def _rejected_place(model_path: Path, version: int) -> Path:
+    """`.rejected/<version>`, or `.rejected/<version>-2`, -3 … when an earlier refused export took the name."""
+    folder = model_path / REJECTED
+    folder.mkdir(exist_ok=True)
+    place, n = folder / str(version), 1
+    while place.exists():
+        n += 1
+        place = folder / f"{version}-{n}"
+    return place
+
+
 @contextlib.contextmanager
 def staged_version(model_path: Path, version: int, overwrite: bool):
-    """Yield a staging folder; on normal exit it becomes `<model_path>/<version>`, on error it is removed."""
+    """Yield a Stage; on normal exit its folder becomes `<model_path>/<version>` (or goes to `.rejected/` when
+    rejected), on error it is removed."""
     model_path = Path(model_path)
     target = model_path / str(version)
     if target.exists() and not overwrite:
@@ -99,11 +125,16 @@ def staged_version(model_path: Path, version: int, overwrite: bool):
     except OSError as error:  # not writable, or a file where a folder should be
         raise UserError(f"cannot write to {model_path} ({error.strerror or error}): choose a writable "
                         "--repository.") from None
+    stage = Stage(staging)
     try:
-        yield staging
+        yield stage
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    if stage.rejected:
+        stage.final = _rejected_place(model_path, version)
+        staging.rename(stage.final)
+        return
     if target.exists() and not overwrite:  # appeared meanwhile (by another tool): never replaced unasked
         shutil.rmtree(staging, ignore_errors=True)
         raise UserError(f"version {version} appeared in {model_path} during the export; run it again for the "
@@ -115,3 +146,4 @@ def staged_version(model_path: Path, version: int, overwrite: bool):
         shutil.rmtree(retired, ignore_errors=True)
     else:
         staging.rename(target)
+    stage.final = target

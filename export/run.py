@@ -1,9 +1,12 @@
 """The whole export (`python -m export.to_onnx`, the documented command, or `python -m export.run`): one new
 version of the model repository (SavedModel for TF Serving, ONNX, the optional float16 and INT8 copies), with
-parity measured between the Keras generator, the SavedModel and ONNX Runtime.
+parity measured between the Keras generator, the SavedModel and ONNX Runtime, then the deployment gate: the
+version is published into `<repository>/<model>/<version>` only when it is blessed (export.bless: quality against
+bicubic and against the newest blessed version; export.infra: a real server loads it and answers over gRPC).
 
-Exit status: 0 parity holds; 1 parity failed (the version is still written, marked failed in parity.json);
-2 bad input (no or unreadable checkpoint, unwritable repository, impossible opset).
+Exit status: 0 published (blessed, or --no-bless); 1 parity failed; 2 bad input (no or unreadable checkpoint,
+unwritable repository, impossible opset, no evaluation photographs); 3 not blessed. On 1 and 3 the version is
+kept in `<repository>/<model>/.rejected/`, where no server loads it, with parity.json and blessing.json saying why.
 """
 
 import argparse
@@ -18,6 +21,7 @@ from core.cli import exit_on_user_error, parser, setup_logging
 from core.export_record import ExportRecord
 from core.model_spec import DEFAULT_TILE
 from core.repository import ONNX_FP16, PARITY_REPORT
+from export.bless import Thresholds
 
 log = logging.getLogger("export")
 
@@ -43,6 +47,10 @@ class ExportConfig:
     max_uint8_diff: int = 1
     fp16_min_identical: float = 0.90
     fp16_max_uint8_diff: int = 8
+    bless: bool = True  # the deployment gate; False (--no-bless): published unjudged, recorded as not blessed
+    eval_images: Path | None = None  # the gate's photographs; default: the held-out photographs
+    thresholds: Thresholds = Thresholds()
+    infra_timeout: float = 120.0  # seconds for the infra validation's server to load the version
 
 
 def parse_args(argv=None) -> ExportConfig:
@@ -82,8 +90,26 @@ def parse_args(argv=None) -> ExportConfig:
     p.add_argument("--max-uint8-diff", type=int, default=d.max_uint8_diff, help="largest uint8 difference allowed")
     p.add_argument("--fp16-min-identical", type=float, default=d.fp16_min_identical)
     p.add_argument("--fp16-max-uint8-diff", type=int, default=d.fp16_max_uint8_diff)
+    gate = p.add_argument_group("deployment gate", "a version is published only when it is blessed "
+                                "(blessing.json); else it is kept in <model>/.rejected/ and the exit status is 3")
+    gate.add_argument("--bless", action=argparse.BooleanOptionalAction, default=d.bless,
+                      help="--no-bless: publish without evaluation, recorded as not blessed (export.push refuses it)")
+    gate.add_argument("--eval-images", type=Path, help="a folder of photographs (default: the held-out photographs)")
+    t = d.thresholds
+    gate.add_argument("--min-gain", type=float, default=t.min_gain, help="dB: mean PSNR gain over bicubic, at least")
+    gate.add_argument("--min-worst-gain", type=float, default=t.min_worst_gain,
+                      help="dB: the worst photograph's PSNR gain over bicubic, at least")
+    gate.add_argument("--max-colour-shift", type=float, default=t.max_colour_shift,
+                      help="uint8 levels: the largest mean colour shift of a channel on a photograph, at most")
+    gate.add_argument("--max-mean-drop", type=float, default=t.max_mean_drop,
+                      help="dB: mean PSNR below the baseline (the newest blessed version), at most")
+    gate.add_argument("--max-photo-drop", type=float, default=t.max_photo_drop,
+                      help="dB: PSNR below the baseline on any one photograph, at most")
+    gate.add_argument("--infra-timeout", type=float, default=d.infra_timeout,
+                      help="seconds a real server may take to load the version and answer")
     args = vars(p.parse_args(argv))
-    return ExportConfig(**args)
+    thresholds = Thresholds(**{f.name: args.pop(f.name) for f in dataclasses.fields(Thresholds)})
+    return ExportConfig(**args, thresholds=thresholds)
 
 
 def _versions() -> dict:
@@ -97,7 +123,7 @@ def _versions() -> dict:
 
 @exit_on_user_error
 def export(config: ExportConfig) -> tuple[Path, dict]:
-    """Write the version; returns its directory and the parity report."""
+    """Write the version; returns where it lies (published, or under .rejected/) and the parity report."""
     from core.cli import UserError
     from export import onnx_model
     from export.checkpoint import find_checkpoint, load_generator, load_weights
@@ -112,6 +138,13 @@ def export(config: ExportConfig) -> tuple[Path, dict]:
         check_version(config.version)
     check_model_name(config.model_name)
     opset = onnx_model.choose_opset(config.opset)
+    evaluation = None
+    if config.bless:
+        from export.bless import evaluation_set
+        evaluation = evaluation_set(config.eval_images)
+        if not evaluation.pairs:
+            raise UserError(f"no photographs to evaluate the version on in {evaluation.source}; pass "
+                            "--eval-images DIR, or --no-bless to publish without the gate.")
     if config.weights is not None:
         trained = load_weights(config.weights)
     else:
@@ -123,14 +156,15 @@ def export(config: ExportConfig) -> tuple[Path, dict]:
     with export_turn(model_path):
         version = check_version(config.version or next_version(model_path))
         log.info("exporting %s (step %d) as %s/%d", trained.checkpoint, trained.step, model_path, version)
-        return _write_version(config, trained, model_path, version, tiling, metadata, opset)
+        return _write_version(config, trained, model_path, version, tiling, metadata, opset, evaluation)
 
 
 def _write_version(config: ExportConfig, trained, model_path: Path, version: int, tiling, metadata: dict,
-                   opset: int) -> tuple[Path, dict]:
+                   opset: int, evaluation) -> tuple[Path, dict]:
     from export import int8, onnx_model, parity, saved_model
     from export.repository import staged_version
-    with staged_version(model_path, version, config.overwrite) as staging:
+    with staged_version(model_path, version, config.overwrite) as stage:
+        staging = stage.path
         log.info("writing the SavedModel (in %s)", staging.name)
         saved_model.write_saved_model(trained.model, tiling, staging, config.model_name)
         log.info("writing the ONNX files (opset %d)", opset)
@@ -147,11 +181,11 @@ def _write_version(config: ExportConfig, trained, model_path: Path, version: int
         held_out = None if config.weights else Path(trained.checkpoint).parent.parent / "test_images" / "lr"
         cases = parity.parity_cases(held_out)
         reference = parity.keras_backend(trained.model)
+        tolerance = parity.Tolerance(config.max_abs, config.min_identical, config.max_uint8_diff)
         # The graph-mode rows load the version as tensorflow_model_server does: if it cannot, the export fails.
         groups = {"float32": parity.compare(
             reference, [parity.saved_model_backend(staging), *parity.graph_saved_model_backends(staging),
-                        *parity.onnx_backends(onnx_paths["uint8"], onnx_paths["float"])],
-            cases, parity.Tolerance(config.max_abs, config.min_identical, config.max_uint8_diff))}
+                        *parity.onnx_backends(onnx_paths["uint8"], onnx_paths["float"])], cases, tolerance)}
         if config.fp16:
             groups["float16"] = parity.compare(
                 reference, parity.onnx_backends(onnx_paths["fp16"], None, label="onnx-fp16"), cases,
@@ -169,22 +203,68 @@ def _write_version(config: ExportConfig, trained, model_path: Path, version: int
             exported_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             files=tuple(sorted(p.name for p in staging.iterdir())), versions=_versions(),
             parity_passed=report["passed"], int8=int8_report).save(staging)
-    log.info("published %s/%d", model_path, version)
+        blessing = _gate(config, stage, model_path, version, report["passed"], evaluation, reference, tolerance)
+    log.info("%s %s", "kept out of the served folder:" if stage.rejected else "published", stage.final)
     print(table)
+    _print_gate(blessing, stage)
     if int8_report:
         verdict = f"kept as {int8_report['file']}" if int8_report["kept"] else "NOT kept"
         print(f"INT8 {verdict}: {int8_report['reason']}; "
               f"{len(int8_report['float_layers'])} convolution(s) left in float (export.json: int8)")
-    return model_path / str(version), report
+    return stage.final, report
+
+
+def _gate(config: ExportConfig, stage, model_path: Path, version: int, parity_passed: bool, evaluation, reference,
+          tolerance) -> dict:
+    """The deployment gate on the staged version; rejects the stage unless it may be published. The blessing."""
+    import time
+
+    from export import bless, infra
+    if not parity_passed:  # never published, judged or not
+        blessing = bless.unevaluated("parity failed (parity.md)")
+    elif not config.bless:
+        blessing = bless.unevaluated("exported with --no-bless: published without evaluation")
+    else:
+        started = time.monotonic()
+        log.info("deployment gate: infra validation (a server loads the version and answers over gRPC)")
+        first = evaluation.pairs[0]
+        outcome = infra.validate(stage.path, version, config.model_name, (first.name, first.lr), reference,
+                                 tolerance, config.infra_timeout)
+        log.info("deployment gate: scoring on %d photographs", len(evaluation.pairs))
+        blessing = bless.bless(stage.path, model_path, evaluation, config.thresholds, outcome)
+        blessing["gate_seconds"] = round(time.monotonic() - started, 1)
+    bless.write_blessing(stage.path, blessing)
+    if not blessing["blessed"] and (config.bless or not parity_passed):
+        stage.reject()
+    return blessing
+
+
+def _print_gate(blessing: dict, stage) -> None:
+    from export.bless import table
+    if blessing.get("skipped"):
+        print(f"deployment gate skipped: {blessing['reasons'][0]}")
+        return
+    baseline = blessing["baseline"]
+    against = f"against version {baseline['version']}" if baseline else "no blessed version to compare with"
+    print(f"\ndeployment gate ({len(blessing['evaluation']['images'])} photographs, {against}; "
+          f"{blessing['gate_seconds']:.1f} s):\n{table(blessing)}")
+    if not blessing["blessed"]:
+        print(f"NOT BLESSED: kept in {stage.final}, where no server loads it")
 
 
 def main(argv=None) -> int:
     setup_logging()
     config = parse_args(argv)
     version_dir, report = export(config)
-    verdict = "parity holds" if report["passed"] else "PARITY FAILED (version written, marked failed)"
-    print(f"{verdict}: {version_dir}")
-    return 0 if report["passed"] else 1
+    if not report["passed"]:
+        print(f"PARITY FAILED: the version is kept in {version_dir}, never published")
+        return 1
+    from export.bless import read_blessing
+    blessing = read_blessing(version_dir)
+    if config.bless and not blessing["blessed"]:
+        return 3
+    print(f"published {version_dir}" + ("" if blessing["blessed"] else " (not blessed: --no-bless)"))
+    return 0
 
 
 if __name__ == "__main__":

@@ -26,6 +26,20 @@ REPO = Path(__file__).resolve().parents[1]
 TINY_MODEL = ["--channels", "8", "--residual-blocks", "2", "--disc-channels", "4", "--disc-dense", "8"]
 
 
+# The deployment gate with thresholds a 3-step model passes, for tests of what happens around a blessed export.
+LOOSE_GATE = ["--min-gain", "-100", "--min-worst-gain", "-100", "--max-colour-shift", "255"]
+
+
+def gate_photographs(folder: Path, names=("chelsea.png", "coffee.png")) -> Path:
+    """Small crops of real photographs (scikit-image's), for a deployment gate of seconds."""
+    from training.data.sources import demo_photo_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        rgb = np.asarray(Image.open(demo_photo_dir() / name).convert("RGB"))
+        Image.fromarray(rgb[40:136, 60:188]).save(folder / name)
+    return folder
+
+
 def tiny_run_args(out_dir: Path, cache_dir: Path, *extra: str) -> list[str]:
     """`python -m training.run` arguments for a run of seconds: tiny networks, 32×32 crops, no XLA."""
     return [*TINY_MODEL, "--crop-size", "32", "--batch-size", "2", "--pretrain-steps", "2",

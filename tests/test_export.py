@@ -19,7 +19,7 @@ from export import parity
 from export.repository import staged_version
 from export.run import ExportConfig, export
 from serving.onnx_runtime import create_session
-from tests.helpers import REPO, run_module
+from tests.helpers import LOOSE_GATE, REPO, gate_photographs, run_module
 
 
 @pytest.fixture
@@ -134,32 +134,35 @@ def test_a_perturbed_onnx_model_fails_the_parity_check(exported, run_dir, tmp_pa
     assert intact["passed"]
 
 
-def test_failed_parity_exits_1_and_marks_the_version(run_dir, tmp_path):
+def test_failed_parity_exits_1_and_is_never_published_even_with_no_bless(run_dir, tmp_path):
     result = run_module("export.to_onnx", "--run-dir", str(run_dir), "--model-dir", str(tmp_path),
-                        "--max-abs", "0")
+                        "--max-abs", "0", "--no-bless")
     assert result.returncode == 1, result.stderr
     assert "PARITY FAILED" in result.stdout and "**FAIL**" in result.stdout
-    assert json.loads((tmp_path / "srgan" / "1" / "parity.json").read_text())["passed"] is False
+    assert sorted(p.name for p in (tmp_path / "srgan").iterdir()) == [".export.lock", ".rejected"]
+    kept = tmp_path / "srgan" / ".rejected" / "1"
+    assert json.loads((kept / "parity.json").read_text())["passed"] is False
+    assert json.loads((kept / "blessing.json").read_text())["blessed"] is False
 
 
 def test_versions_increase_and_are_never_overwritten(run_dir, tmp_path):
-    config = ExportConfig(run_dir=run_dir, repository=tmp_path)
+    config = ExportConfig(run_dir=run_dir, repository=tmp_path, bless=False)
     assert export(config)[0].name == "1"
     assert export(config)[0].name == "2"
     pb = tmp_path / "srgan" / "1" / "saved_model.pb"
     stamp = pb.stat().st_mtime_ns
     with pytest.raises(SystemExit) as refused:
-        export(ExportConfig(run_dir=run_dir, repository=tmp_path, version=1))
+        export(ExportConfig(run_dir=run_dir, repository=tmp_path, version=1, bless=False))
     assert refused.value.code == 2 and pb.stat().st_mtime_ns == stamp
-    export(ExportConfig(run_dir=run_dir, repository=tmp_path, version=1, overwrite=True))
+    export(ExportConfig(run_dir=run_dir, repository=tmp_path, version=1, overwrite=True, bless=False))
     assert pb.stat().st_mtime_ns != stamp
     assert sorted(p.name for p in (tmp_path / "srgan").iterdir()) == [".export.lock", "1", "2"]
 
 
 def test_a_failure_inside_the_export_removes_its_staging_folder(tmp_path):
     with pytest.raises(RuntimeError):
-        with staged_version(tmp_path / "srgan", 1, overwrite=False) as staging:
-            (staging / "saved_model.pb").write_bytes(b"half")
+        with staged_version(tmp_path / "srgan", 1, overwrite=False) as stage:
+            (stage.path / "saved_model.pb").write_bytes(b"half")
             raise RuntimeError("killed")
     assert list((tmp_path / "srgan").iterdir()) == []
 
@@ -167,7 +170,7 @@ def test_a_failure_inside_the_export_removes_its_staging_folder(tmp_path):
 def test_a_killed_export_leaves_no_partial_version(run_dir, tmp_path):
     model_path = tmp_path / "srgan"
     proc = subprocess.Popen([sys.executable, "-m", "export.to_onnx", "--run-dir", str(run_dir),
-                             "--model-dir", str(tmp_path)], cwd=REPO, stdout=subprocess.DEVNULL,
+                             "--model-dir", str(tmp_path), "--no-bless"], cwd=REPO, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not list(model_path.glob(".staging-*/saved_model.pb")):
@@ -176,12 +179,12 @@ def test_a_killed_export_leaves_no_partial_version(run_dir, tmp_path):
     proc.wait()
     assert list(model_path.glob(".staging-*")), "the export should have been killed mid-way"
     assert [p for p in model_path.iterdir() if p.name.isdigit()] == []
-    version_dir, report = export(ExportConfig(run_dir=run_dir, repository=tmp_path))
+    version_dir, report = export(ExportConfig(run_dir=run_dir, repository=tmp_path, bless=False))
     assert version_dir.name == "1" and report["passed"]
     assert not list(model_path.glob(".staging-*"))  # the abandoned one was cleaned up
 
 
-@pytest.mark.parametrize("problem", ["no-checkpoint", "unreadable", "opset", "unwritable"])
+@pytest.mark.parametrize("problem", ["no-checkpoint", "unreadable", "opset", "unwritable", "no-photographs"])
 def test_bad_input_is_one_sentence_and_exit_2(problem, run_dir, tmp_path):
     args = ["--run-dir", str(run_dir), "--model-dir", str(tmp_path / "models")]
     if problem == "no-checkpoint":
@@ -194,6 +197,9 @@ def test_bad_input_is_one_sentence_and_exit_2(problem, run_dir, tmp_path):
         args[1] = str(broken)
     elif problem == "opset":
         args += ["--opset", "99"]
+    elif problem == "no-photographs":
+        (tmp_path / "empty").mkdir()
+        args += ["--eval-images", str(tmp_path / "empty")]
     else:
         (tmp_path / "a-file").write_text("not a folder")
         args[3] = str(tmp_path / "a-file")
@@ -204,7 +210,8 @@ def test_bad_input_is_one_sentence_and_exit_2(problem, run_dir, tmp_path):
 
 
 def test_fp16_variant_has_its_own_tolerance(run_dir, tmp_path):
-    result = run_module("export.to_onnx", "--run-dir", str(run_dir), "--repository", str(tmp_path), "--fp16")
+    result = run_module("export.to_onnx", "--run-dir", str(run_dir), "--repository", str(tmp_path), "--fp16",
+                        "--no-bless")
     assert result.returncode == 0, result.stderr
     version_dir = tmp_path / "srgan" / "1"
     model = onnx.load(version_dir / "model_fp16.onnx")
@@ -275,7 +282,7 @@ def test_the_prelu_pass_leaves_a_pattern_whose_parts_are_used_elsewhere():
 
 def test_int8_copy_is_quantised_calibrated_and_scored_on_held_out_photographs(run_dir, tmp_path):
     result = run_module("export.to_onnx", "--run-dir", str(run_dir), "--repository", str(tmp_path), "--int8",
-                        "--int8-max-loss", "50", "--int8-float-layers", "1")
+                        "--int8-max-loss", "50", "--int8-float-layers", "1", "--no-bless")
     assert result.returncode == 0, result.stderr
     version_dir = tmp_path / "srgan" / "1"
     report = json.loads((version_dir / "export.json").read_text())["int8"]
@@ -309,7 +316,8 @@ def test_an_int8_copy_over_the_quality_budget_is_not_kept(exported, tmp_path):
 def test_two_exports_of_one_model_take_turns(run_dir, tmp_path):
     """Started together, they publish versions 1 and 2, neither replacing the other (a lock in the model's
     folder); before the lock both chose version 1 and the second silently replaced the first."""
-    command = [sys.executable, "-m", "export.to_onnx", "--run-dir", str(run_dir), "--repository", str(tmp_path)]
+    command = [sys.executable, "-m", "export.to_onnx", "--run-dir", str(run_dir), "--repository", str(tmp_path),
+               "--no-bless"]
     procs = [subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]
     outputs = [proc.communicate(timeout=900) for proc in procs]
@@ -333,15 +341,18 @@ def test_a_model_name_that_leaves_the_repository_or_a_version_beyond_int64_is_re
     assert not (tmp_path / "escaped").exists() and not (tmp_path / "models").exists()
 
 
-EXPORT_STAGES = ["writing the SavedModel", "writing the ONNX files", "measuring parity", "writing the reports"]
+EXPORT_STAGES = ["writing the SavedModel", "writing the ONNX files", "measuring parity", "writing the reports",
+                 "deployment gate: infra validation", "deployment gate: scoring"]
 
 
 @pytest.mark.parametrize("stage", EXPORT_STAGES)
-def test_an_export_killed_at_any_stage_leaves_no_partial_version(trained_run, tmp_path, stage):
-    """SIGKILL while the export is inside `stage` (it logs each stage as it starts), then export again."""
+def test_an_export_killed_at_any_stage_leaves_no_partial_or_unblessed_version(trained_run, tmp_path, stage):
+    """SIGKILL while the export is inside `stage` (it logs each stage as it starts), then export again. The gate's
+    thresholds are loose here, so that the export, when it finishes, publishes."""
     model_path = tmp_path / "srgan"
+    gate = [*LOOSE_GATE, "--eval-images", str(gate_photographs(tmp_path / "photos"))]
     proc = subprocess.Popen([sys.executable, "-m", "export.to_onnx", "--run-dir", str(trained_run),
-                             "--repository", str(tmp_path)], cwd=REPO, stdout=subprocess.DEVNULL,
+                             "--repository", str(tmp_path), *gate], cwd=REPO, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     seen = []
     for line in proc.stderr:
@@ -354,9 +365,11 @@ def test_an_export_killed_at_any_stage_leaves_no_partial_version(trained_run, tm
     assert any(stage in line for line in seen), f"the export never reached {stage!r}:\n" + "".join(seen)
     visible = [p.name for p in model_path.iterdir() if not p.name.startswith(".")]
     if visible:  # the last stage is short: the kill may come after the version was published, complete
-        assert visible == ["1"] and json.loads((model_path / "1" / "export.json").read_text())["parity_passed"]
-    else:  # killed while writing: the half-written work is hidden, nothing a server would load
+        assert visible == ["1"] and json.loads((model_path / "1" / "blessing.json").read_text())["blessed"]
+    else:  # killed while writing or judging: the work is hidden, nothing a server would load
         assert [p for p in model_path.iterdir() if p.name.startswith(".staging-")]
-    version_dir, report = export(ExportConfig(run_dir=trained_run, repository=tmp_path))
-    assert report["passed"] and version_dir.name == str(len(visible) + 1)
-    assert sorted(p.name for p in model_path.iterdir()) == [".export.lock", *visible, version_dir.name]  # staging gone
+    result = run_module("export.to_onnx", "--run-dir", str(trained_run), "--repository", str(tmp_path), *gate)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    published = str(len(visible) + 1)
+    assert json.loads((model_path / published / "blessing.json").read_text())["blessed"]
+    assert sorted(p.name for p in model_path.iterdir()) == [".export.lock", *visible, published]  # staging gone

@@ -35,7 +35,7 @@ def broken_export(trained_run, tmp_path_factory):
     patch = pytest.MonkeyPatch()
     patch.setattr(saved_model, "ServingModule", UntrackedModule)
     try:
-        return export(ExportConfig(run_dir=trained_run, repository=tmp_path_factory.mktemp("broken")))
+        return export(ExportConfig(run_dir=trained_run, repository=tmp_path_factory.mktemp("broken"), bless=False))
     finally:
         patch.undo()
 
