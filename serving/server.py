@@ -261,7 +261,10 @@ def serve(config: ServerConfig) -> None:
         log.info("REST API and Prometheus metrics (/monitoring/prometheus/metrics) on %s:%s", config.host,
                  server.rest_port)
     print(f"{READY} {config.host}:{port}", flush=True)  # the line scripts wait for (serving.process)
-    stop.wait()
+    # Python runs signal handlers in the main thread only when it wakes. A signal the kernel hands to another
+    # thread (it does so right after a SIGSTOP/SIGCONT) would leave an endless wait here asleep: wake every second.
+    while not stop.wait(timeout=1.0):
+        pass
     log.info("draining: finishing requests in flight …")
     # Bounded whatever runs: a model run, a stuck load or a thread the interpreter would wait for at exit.
     watchdog = threading.Timer(config.drain_seconds + _SHUTDOWN_MARGIN_SECONDS, _exit_now, (server, "stopping took"))
