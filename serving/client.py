@@ -29,7 +29,10 @@ class SrganClient(ServingClient):
                  backoff: float = 0.25):
         super().__init__(target, model_name, version, version_label, timeout, retries, backoff)
         options = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                   ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
+                   ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                   # Every address the name resolves to, requests spread over them: with a headless Service
+                   # (dns:///srgan-serving-grpc:8500) each request goes to the next pod, not all to the first.
+                   ("grpc.lb_policy_name", "round_robin")]
         self.channel = grpc.insecure_channel(target, options=options)
         self.predictions = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
         self.models = model_service_pb2_grpc.ModelServiceStub(self.channel)
