@@ -27,8 +27,8 @@ from serving import tensors
 from serving.batching import Abandoned
 from serving.errors import ServingError, invalid_argument
 from serving.metrics import METRICS
+from serving.tf_serving import METRICS_PATH
 
-METRICS_PATH = "/monitoring/prometheus/metrics"
 # http_rest_api_util.cc: kPredictionApiGegex and kModelStatusApiRegex.
 _PREDICT = re.compile(r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)",
                       re.IGNORECASE)

@@ -2,6 +2,7 @@
 
     python -m serving.tf_serving --model_base_path models/srgan --config_dir serving_config
     python -m serving.tf_serving --model_base_path models/srgan --start     # where tensorflow_model_server is
+    python -m serving.tf_serving --model_base_path models/srgan --kubernetes deploy/   # and Kubernetes manifests
 
 Writes TF Serving's configuration for the repository (models.config: model, version policy, labels;
 batching.config: batching parameters; monitoring.config: Prometheus metrics), prints the exact
@@ -51,6 +52,8 @@ class TfServingConfig:
     max_enqueued_batches: int = 64
     image: str = dataclasses.field(default_factory=matching_image)
     start: bool = False
+    kubernetes: Path | None = None  # also write Kubernetes manifests (serving.kubernetes) into this folder
+    cluster: object = None  # serving.kubernetes.KubernetesConfig (imported when the flags are parsed)
 
 
 def models_config(c: TfServingConfig, base_path: str) -> str:
@@ -75,7 +78,8 @@ def batching_config(c: TfServingConfig, threads: int) -> str:
             "pad_variable_length_inputs: false\n")
 
 
-MONITORING_CONFIG = 'prometheus_config {\n  enable: true\n  path: "/monitoring/prometheus/metrics"\n}\n'
+METRICS_PATH = "/monitoring/prometheus/metrics"  # TF Serving's usual path, on the REST port (ours too)
+MONITORING_CONFIG = f'prometheus_config {{\n  enable: true\n  path: "{METRICS_PATH}"\n}}\n'
 
 
 def write_configs(c: TfServingConfig, base_path: str | None = None, gpu: bool = False) -> dict[str, Path]:
@@ -134,7 +138,21 @@ def parse_args(argv=None) -> TfServingConfig:
                    help="TF Serving's Docker image: the release matching our TensorFlow")
     p.add_argument("--image", dest="image", help=argparse.SUPPRESS)  # its old name
     p.add_argument("--start", action="store_true", help="start tensorflow_model_server if it is on PATH")
+    from serving.kubernetes import KubernetesConfig
+    k = KubernetesConfig()
+    cluster = p.add_argument_group("Kubernetes", "python -m serving.tf_serving --kubernetes DIR: manifests for a "
+                                   "GPU and a CPU Deployment of TF Serving, and a KServe InferenceService")
+    cluster.add_argument("--kubernetes", type=Path, metavar="DIR", help="write the manifests into DIR")
+    cluster.add_argument("--namespace", default=k.namespace, help="(default: none; kubectl's -n decides)")
+    cluster.add_argument("--replicas", type=int, default=k.replicas, help="and the autoscaler's minimum")
+    cluster.add_argument("--max_replicas", type=int, default=k.max_replicas)
+    cluster.add_argument("--model_uri", default=k.model_uri,
+                         help="the repository's base on an object store TF Serving reads (gs://bucket/models); "
+                              "default: a read-only PersistentVolumeClaim mounted at /models")
+    cluster.add_argument("--gpu_memory_fraction", type=float, default=k.gpu_memory_fraction)
     args = vars(p.parse_args(argv))
+    args["cluster"] = KubernetesConfig(**{f: args.pop(f) for f in ("namespace", "replicas", "max_replicas",
+                                                                   "model_uri", "gpu_memory_fraction")})
     labels = []
     for item in args.pop("label"):
         name, _, version = item.partition("=")
@@ -171,6 +189,11 @@ def run(c: TfServingConfig) -> int:
     print(f"wrote {', '.join(str(p) for p in files.values())}\n")
     print("TF Serving on this machine:\n  " + shlex.join(command) + "\n")
     print("TF Serving on a GPU, in Docker:\n  " + shlex.join(docker_command(c)) + "\n")
+    if c.kubernetes:
+        from serving.kubernetes import write_manifests
+        manifests = write_manifests(c, c.cluster, c.kubernetes)
+        print(f"Kubernetes: {len(manifests)} files in {c.kubernetes} (kubectl apply -k {c.kubernetes}/serving/gpu or "
+              f"…/cpu; docs/deployment.md)\n")
     if not c.start:
         return 0
     if shutil.which("tensorflow_model_server") is None:

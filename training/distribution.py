@@ -24,6 +24,12 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
         ops = None if gpus else tf.distribute.ReductionToOneDevice()
         return tf.distribute.MirroredStrategy(devices, cross_device_ops=ops)
     if name == "multi-worker":
+        import os
+
+        from training.cluster import tf_config_from_job
+        derived = tf_config_from_job()  # a pod of training.cluster's Indexed Job: from its completion index
+        if derived:
+            os.environ["TF_CONFIG"] = derived
         return tf.distribute.MultiWorkerMirroredStrategy()  # the cluster comes from TF_CONFIG
     raise UserError(f"unknown strategy {name!r}; use default, mirrored or multi-worker.")
 
