@@ -47,12 +47,21 @@ def _eight_bit_grey(image: Image.Image) -> Image.Image:
 def read_picture(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Picture:
     """Read one file; raises `UnreadableImage` for empty, corrupt, truncated, unknown or oversize files."""
     path = Path(path)
+    if path.stat().st_size == 0:
+        raise UnreadableImage("empty file")
+    with open(path, "rb") as file:
+        return decode_picture(file, max_pixels)
+
+
+def decode_picture(file, max_pixels: int = DEFAULT_MAX_PIXELS) -> Picture:
+    """`read_picture` on an open binary file (any file system's: a Beam or tf.io.gfile file object)."""
+    if not file.read(1):
+        raise UnreadableImage("empty file")
+    file.seek(0)
     try:
-        if path.stat().st_size == 0:
-            raise UnreadableImage("empty file")
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(file) as image:
                 width, height = image.size
                 if width * height > max_pixels:  # from the header: nothing decoded yet
                     raise UnreadableImage(f"too large ({width}×{height} pixels, over {max_pixels})")

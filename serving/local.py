@@ -17,11 +17,13 @@ _ONNX_FILES = {"onnx-fp16": (ONNX_FP16, " (export with --fp16)"),
                                         "budget: see export.json)")}
 
 
-def batch_upscaler(version_dir: Path, backend: str):
-    """uint8 NHWC → uint8 NHWC through one exported form of the version."""
-    if backend in ("onnx", "savedmodel"):  # the servers' runners: ONNX Runtime's CPU settings timed here
+def batch_upscaler(version_dir: Path, backend: str, threads: int = 0):
+    """uint8 NHWC → uint8 NHWC through one exported form of the version. `threads`: ONNX Runtime's threads (for
+    several processes on one machine); 0: its CPU settings timed here, as the server does."""
+    if backend in ("onnx", "savedmodel"):
         from serving.servable import OnnxRunner, SavedModelRunner
-        runner = OnnxRunner(version_dir) if backend == "onnx" else SavedModelRunner(version_dir)
+        runner = (OnnxRunner(version_dir, intra_op_threads=threads, tune_cpu=not threads) if backend == "onnx"
+                  else SavedModelRunner(version_dir))
         return lambda images: contract.upscale_uint8(runner, images)
     if backend in _ONNX_FILES:
         from serving.onnx_runtime import create_session

@@ -25,7 +25,7 @@ def bounded_upscale(images: np.ndarray, upscale: Callable[[np.ndarray], np.ndarr
     return np.stack([tiled_upscale(image, upscale, scale, tile, overlap) for image in images])
 
 
-def _windows(length: int, tile: int, overlap: int) -> list[tuple[int, int, int, int]]:
+def windows(length: int, tile: int, overlap: int) -> list[tuple[int, int, int, int]]:
     """Along one axis: (window start, window end, kept start, kept end) for every tile.
 
     Every window has the same size, tile + 2·overlap (the whole axis when it is shorter): a window that would
@@ -42,6 +42,23 @@ def _windows(length: int, tile: int, overlap: int) -> list[tuple[int, int, int, 
     return windows
 
 
+def tile_plan(height: int, width: int, tile: int, overlap: int) -> list[tuple[tuple, tuple]]:
+    """Every window of an image: ((y0, y1, top, bottom), (x0, x1, left, right)) as `windows` gives them per axis."""
+    return [(rows, columns) for rows in windows(height, tile, overlap) for columns in windows(width, tile, overlap)]
+
+
+def cut(image: np.ndarray, window: tuple[tuple, tuple]) -> np.ndarray:
+    (y0, y1, _, _), (x0, x1, _, _) = window
+    return image[y0:y1, x0:x1]
+
+
+def paste(out: np.ndarray, sr_window: np.ndarray, window: tuple[tuple, tuple], scale: int) -> None:
+    """Put the kept centre of one upscaled window in its place in `out` (scale·H × scale·W)."""
+    (y0, _, top, bottom), (x0, _, left, right) = window
+    out[top * scale:bottom * scale, left * scale:right * scale] = sr_window[
+        (top - y0) * scale:(bottom - y0) * scale, (left - x0) * scale:(right - x0) * scale]
+
+
 def tiled_upscale(image: np.ndarray, upscale: Callable[[np.ndarray], np.ndarray], scale: int = ModelSpec.scale,
                   tile: int = DEFAULT_TILE, overlap: int = ModelSpec().receptive_radius) -> np.ndarray:
     """(H, W, C) → (scale·H, scale·W, C) through `upscale` (NHWC → NHWC of the same dtype), tile by tile.
@@ -51,9 +68,6 @@ def tiled_upscale(image: np.ndarray, upscale: Callable[[np.ndarray], np.ndarray]
     """
     h, w = image.shape[:2]
     out = np.empty((h * scale, w * scale, image.shape[2]), image.dtype)
-    for y0, y1, top, bottom in _windows(h, tile, overlap):
-        for x0, x1, left, right in _windows(w, tile, overlap):
-            sr = upscale(image[None, y0:y1, x0:x1])[0]
-            out[top * scale:bottom * scale, left * scale:right * scale] = sr[
-                (top - y0) * scale:(bottom - y0) * scale, (left - x0) * scale:(right - x0) * scale]
+    for window in tile_plan(h, w, tile, overlap):
+        paste(out, upscale(cut(image, window)[None])[0], window, scale)
     return out

@@ -90,7 +90,12 @@ def make_upscaler(config: UpscaleConfig, version_dir: Path | None):
 
 
 def upscale_picture(picture: Picture, upscale, scale: int, tile: int, overlap: int) -> Image.Image:
-    sr = Image.fromarray(tiled_upscale(picture.rgb, upscale, scale, tile, overlap))
+    return as_file_image(tiled_upscale(picture.rgb, upscale, scale, tile, overlap), picture)
+
+
+def as_file_image(sr_rgb, picture: Picture) -> Image.Image:
+    """The upscaled RGB as the input file was: grey stays grey, its alpha channel upscaled bicubic beside it."""
+    sr = Image.fromarray(sr_rgb)
     if picture.grey:
         sr = sr.convert("L")
     if picture.alpha is not None:
