@@ -137,3 +137,16 @@ def test_quality_benchmark_says_when_there_is_no_model(tmp_path):
                             cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "export one with python -m export.to_onnx" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_card_command_gives_the_recorded_configuration(monkeypatch):
+    """The command on the card, run again, would train with exactly the configuration the card records."""
+    import shlex
+
+    from training.config import config_from_args
+    card = json.loads((PRETRAINED / "card.json").read_text())
+    monkeypatch.chdir(REPO)  # the paths in the command are the repository's
+    argv = shlex.split(card["command"])
+    assert argv[:3] == ["python", "-m", "training.run"]
+    again = json.loads(json.dumps(dataclasses.asdict(config_from_args(argv[3:])), default=str))
+    assert again == card["config"]

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from core.cli import UserError, exit_on_user_error, parser
+from training.config import command_line
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,7 +63,7 @@ def publish(config: PublishConfig) -> dict:
     if "srresnet" in held_out:
         steps["srresnet.weights.h5"] = srresnet.step
     card = {
-        "command": f"python -m training.run --preset {run_config['preset']}",
+        "command": command_line(run_config),
         "step": final.step, "steps": steps, "config": run_config, "data": photos.catalogue(),
         "held_out_evaluation": {"photos": [p.name for p in pairs], "scale": final.spec.scale,
                                 "degradation": "antialiased bicubic" if run_config["antialias"] else "bicubic",
