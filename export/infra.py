@@ -21,11 +21,11 @@ def _start_server(model_path: Path, model_name: str, timeout: float):
     """(process, gRPC target, which server) for a model folder."""
     binary = shutil.which("tensorflow_model_server")
     if binary:
-        from serving.process import free_port
+        from serving.process import die_with_parent, free_port
         port = free_port()
         process = subprocess.Popen([binary, f"--port={port}", "--rest_api_port=0", f"--model_name={model_name}",
                                     f"--model_base_path={model_path.resolve()}", "--enable_model_warmup=true"],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent)
         return process, f"127.0.0.1:{port}", "tensorflow_model_server"
     from serving.process import EmbeddedServer
     server = EmbeddedServer("--model_name", model_name, "--model_base_path", str(model_path), timeout=timeout)

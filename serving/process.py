@@ -17,6 +17,16 @@ from core.cli import UserError
 READY = "listening on"
 
 
+def die_with_parent() -> None:
+    """For Popen's preexec_fn: the child gets SIGTERM when the process that started it dies, even by SIGKILL (a
+    killed export leaves no infra-validation server behind). Linux only; elsewhere nothing."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 def free_port() -> int:
     """A TCP port of 127.0.0.1 free now (for the REST port; the gRPC port is chosen by the server itself)."""
     with socket.socket() as probe:
@@ -29,7 +39,8 @@ class EmbeddedServer:
 
     def __init__(self, *args: str, timeout: float = 180, cwd: Path | None = None, env: dict | None = None):
         self.proc = subprocess.Popen([sys.executable, "-m", "serving.server", "--port", "0", *args], cwd=cwd,
-                                     env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                     env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     preexec_fn=die_with_parent)
         self.lines: list[str] = []
         self.target: str | None = None
         self._ready = threading.Event()

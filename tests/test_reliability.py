@@ -6,7 +6,10 @@ docs/reliability.md quotes one run; hostile inputs, the memory budget and deadli
 
 import concurrent.futures
 import shutil
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -15,7 +18,7 @@ import pytest
 from serving.client import SrganClient
 from serving.onnx_runtime import create_session
 from serving.process import free_port
-from tests.helpers import ServerProcess, healthy, raw_predict, rss_mb
+from tests.helpers import REPO, ServerProcess, healthy, raw_predict, rss_mb
 
 
 def test_many_concurrent_clients_with_mixed_shapes_get_correct_answers(repository, exported):
@@ -144,3 +147,23 @@ def test_an_expired_request_is_not_computed(repository):
         assert raw_predict(server.target, {"images": images}).model_spec.version.value == 1  # still serving
     finally:
         assert server.stop() == 0
+
+
+def test_a_server_started_by_a_process_that_is_killed_goes_with_it(repository):
+    """An export killed during its infra validation (SIGKILL: no clean-up runs) leaves no server behind."""
+    code = ("import time; from serving.process import EmbeddedServer; "
+            f"server = EmbeddedServer('--model_base_path', {str(repository)!r}); "
+            "print(server.proc.pid, flush=True); time.sleep(600)")
+    parent = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    parent.kill()
+    parent.wait()
+    def running() -> bool:
+        try:
+            return "zombie" not in Path(f"/proc/{child}/status").read_text()
+        except FileNotFoundError:
+            return False
+    deadline = time.monotonic() + 30
+    while running() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not running()
