@@ -9,11 +9,11 @@ Files are matched on any Beam file system (local, gs://, s3:// where installed),
 serving.upscale (EXIF, 16-bit, grey, alpha; the header's pixel count checked before decoding), cut into the
 version's fixed-size windows with the receptive-field overlap (serving.tiling), upscaled by RunInference with our
 ModelHandler (the model loaded once per worker process; batches of same-shape windows), grouped back per image,
-stitched (equal to whole-image inference) and written as `<out>/<name>_x4.png` under a temporary name, then
-renamed. A file that cannot be read or upscaled goes to `<out>/dead_letter.jsonl` with the reason and the others
-go on; `<out>/manifest.jsonl` has one line per input. A re-run skips the outputs that exist (--overwrite redoes
-them). Without --runner the pipeline runs on Beam's in-process runner (the engine of its Python direct runner;
-the DirectRunner itself would first try Prism, whose binary it downloads).
+stitched (whole-image inference's answer, within the parity tolerance) and written as `<out>/<name>_x4.png` under a
+temporary name, then renamed. A file that cannot be read or upscaled goes to `<out>/dead_letter.jsonl` with the
+reason and the others go on; `<out>/manifest.jsonl` has one line per input. A re-run skips the outputs that exist
+(--overwrite redoes them). Without --runner the pipeline runs on Beam's in-process runner (the engine of its Python
+direct runner; the DirectRunner itself would first try Prism, whose binary it downloads).
 """
 
 import dataclasses

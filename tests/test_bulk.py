@@ -51,7 +51,10 @@ def test_bulk_outputs_equal_serving_upscale_and_failures_go_to_the_dead_letter(e
     for name in GOOD:
         ours, theirs = Image.open(tmp_path / "bulk" / f"{name}_x4.png"), Image.open(reference / f"{name}_x4.png")
         assert ours.mode == theirs.mode and ours.size == theirs.size, name  # grey stays grey, alpha is kept
-        assert np.array_equal(np.asarray(ours), np.asarray(theirs)), name
+        # The same windows; batched four at a time here, one by one there: ONNX Runtime's sums may round
+        # differently across batch sizes, so the export's parity tolerance applies (≤ 1 level, ≥ 99.9 % equal).
+        difference = np.abs(np.asarray(ours).astype(int) - np.asarray(theirs))
+        assert difference.max() <= 1 and (difference == 0).mean() >= 0.999, name
     assert Image.open(tmp_path / "bulk" / "alpha_x4.png").mode == "RGBA"
     assert Image.open(tmp_path / "bulk" / "deep_x4.png").mode == "L"
     assert not list((tmp_path / "bulk").glob(".*partial"))  # written under a temporary name, then renamed
