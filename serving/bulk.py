@@ -237,7 +237,8 @@ def build(pipeline, config: BulkConfig, version: str, existing: set[str], total:
              | beam.GroupByKey()
              | beam.FlatMap(_name_clashes))
     unique = named | "unique" >> beam.Filter(lambda kv: kv[0] == "ok") | beam.Map(lambda kv: kv[1])
-    clashes = named | "clashes" >> beam.Filter(lambda kv: kv[0] == "clash") | "clash records" >> beam.Map(lambda kv: kv[1])
+    clashes = (named | "clashes" >> beam.Filter(lambda kv: kv[0] == "clash")
+               | "clash records" >> beam.Map(lambda kv: kv[1]))
     cut = unique | "read and cut" >> beam.FlatMap(
         lambda path: _read_and_cut(path, config, spec, output_name(path, scale) in existing)
     ).with_outputs("plans", "failed", "records", main="windows")
