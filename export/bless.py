@@ -99,8 +99,9 @@ def _baseline(model_path: Path, evaluation: EvaluationSet) -> dict | None:
 
 def _check(name: str, kind: str, value: float, bound: float, at_least: bool, unit: str, detail: str = "") -> dict:
     ok = value >= bound if at_least else value <= bound
-    return {"name": name, "kind": kind, "value": round(value, 4), "threshold": f"{'≥' if at_least else '≤'} {bound:g}",
-            "unit": unit, "ok": bool(ok), **({"detail": detail} if detail else {})}
+    return {"name": name, "kind": kind, "value": round(value, 4),
+            "threshold": f"{'≥' if at_least else '≤'} {bound:g}", "unit": unit, "ok": bool(ok),
+            **({"detail": detail} if detail else {})}
 
 
 def checks(model: dict, baseline: dict | None, t: Thresholds) -> list[dict]:

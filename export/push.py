@@ -99,7 +99,8 @@ def _files(version_dir: Path) -> list[Path]:
 def _same_export(version_dir: Path, remote: str) -> bool:
     import tensorflow as tf
     other = _join(remote, EXPORT_RECORD)
-    return tf.io.gfile.exists(other) and tf.io.gfile.GFile(other, "rb").read() == (version_dir / EXPORT_RECORD).read_bytes()
+    ours = (version_dir / EXPORT_RECORD).read_bytes()
+    return tf.io.gfile.exists(other) and tf.io.gfile.GFile(other, "rb").read() == ours
 
 
 def push_version(version_dir: Path, model_dir: str, version: int) -> tuple[str, bool]:

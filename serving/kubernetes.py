@@ -3,13 +3,13 @@
     python -m serving.tf_serving --model_base_path models/srgan --kubernetes deploy/
 
 writes, for a GPU and a CPU variant (`deploy/serving/gpu/`, `deploy/serving/cpu/`, each a Kustomize folder):
-models.config, batching.config and monitoring.config, which Kustomize makes the ConfigMap; a read-only PersistentVolumeClaim for
-the model repository (or none when --model_uri names an object store TF Serving reads itself); the Deployment;
-a headless Service for gRPC clients that balance per request and a ClusterIP Service for REST and metrics; a
-PodDisruptionBudget; a HorizontalPodAutoscaler on a serving metric with CPU as the fallback. Beside them:
-`deploy/serving/prometheus-adapter-values.yaml` (the rule that turns TF Serving's metrics into the HPA's) and
-`deploy/kserve/inferenceservice.yaml` (the same model on KServe, with a canary). Why each setting is what it is:
-docs/deployment.md.
+models.config, batching.config and monitoring.config, which Kustomize makes the ConfigMap; a read-only
+PersistentVolumeClaim for the model repository (or none when --model_uri names an object store TF Serving reads
+itself); the Deployment; a headless Service for gRPC clients that balance per request and a ClusterIP Service for
+REST and metrics; a PodDisruptionBudget; a HorizontalPodAutoscaler on a serving metric with CPU as the fallback.
+Beside them: `deploy/serving/prometheus-adapter-values.yaml` (the rule that turns TF Serving's metrics into the
+HPA's) and `deploy/kserve/inferenceservice.yaml` (the same model on KServe, with a canary). Why each setting is
+what it is: docs/deployment.md.
 """
 
 import dataclasses
@@ -18,8 +18,8 @@ from pathlib import Path
 
 from core.manifests import (metadata, restricted_security_context, spread_across_nodes, write_documents,
                             write_kustomization)
-from serving.tf_serving import (GPU_BATCH_THREADS, METRICS_PATH, MONITORING_CONFIG, TfServingConfig, batching_config, models_config,
-                                server_command)
+from serving.tf_serving import (GPU_BATCH_THREADS, METRICS_PATH, MONITORING_CONFIG, TfServingConfig,
+                                batching_config, models_config, server_command)
 
 COMPONENT = "serving"
 CONFIG_DIR = Path("/config")  # where the ConfigMap is mounted in the container
@@ -142,7 +142,8 @@ def deployment(c: TfServingConfig, k: KubernetesConfig, v: Variant) -> dict:
                                      "prometheus.io/path": METRICS_PATH}},
         "spec": {"terminationGracePeriodSeconds": k.drain_seconds + 10, "affinity": spread_across_nodes(COMPONENT),
                  "automountServiceAccountToken": False,
-                 "securityContext": {"runAsNonRoot": True, "fsGroup": 1000, "seccompProfile": {"type": "RuntimeDefault"}},
+                 "securityContext": {"runAsNonRoot": True, "fsGroup": 1000,
+                                     "seccompProfile": {"type": "RuntimeDefault"}},
                  "containers": [container], "volumes": volumes}}
     if v.name == "gpu":
         template["spec"]["tolerations"] = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
@@ -165,7 +166,8 @@ def services(c: TfServingConfig, k: KubernetesConfig) -> list[dict]:
 
 
 def disruption_budget(c: TfServingConfig, k: KubernetesConfig) -> dict:
-    return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": metadata(_name(c), COMPONENT, k.namespace),
+    return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+            "metadata": metadata(_name(c), COMPONENT, k.namespace),
             "spec": {"maxUnavailable": 1, "selector": {"matchLabels": metadata(_name(c), COMPONENT, None)["labels"]}}}
 
 
@@ -181,8 +183,9 @@ def autoscaler(c: TfServingConfig, k: KubernetesConfig, v: Variant) -> dict:
             "metadata": metadata(_name(c), COMPONENT, k.namespace),
             "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": _name(c)},
                      "minReplicas": k.replicas, "maxReplicas": k.max_replicas,
-                     "metrics": [{"type": "Pods", "pods": {"metric": {"name": metric},
-                                                           "target": {"type": "AverageValue", "averageValue": str(target)}}},
+                     "metrics": [{"type": "Pods", "pods": {
+                                     "metric": {"name": metric},
+                                     "target": {"type": "AverageValue", "averageValue": str(target)}}},
                                  {"type": "Resource", "resource": {"name": "cpu", "target": {
                                      "type": "Utilization", "averageUtilization": 80}}}],
                      # Loading a version takes minutes: scale down slowly.
@@ -190,7 +193,8 @@ def autoscaler(c: TfServingConfig, k: KubernetesConfig, v: Variant) -> dict:
 
 
 def volume_claim(k: KubernetesConfig) -> dict:
-    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": metadata(k.volume_claim, COMPONENT, k.namespace),
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": metadata(k.volume_claim, COMPONENT, k.namespace),
             "spec": {"accessModes": ["ReadOnlyMany"], "resources": {"requests": {"storage": k.volume_size}}}}
 
 
@@ -201,8 +205,8 @@ def adapter_rules() -> dict:
         return {"seriesQuery": f'{{__name__="{series}_count",namespace!="",pod!=""}}',
                 "resources": {"overrides": {"namespace": {"resource": "namespace"}, "pod": {"resource": "pod"}}},
                 "name": {"matches": ".*", "as": name},
-                "metricsQuery": (f"sum(rate({series}_sum{{<<.LabelMatchers>>}}[2m])) by (<<.GroupBy>>) / "
-                                 f"clamp_min(sum(rate({series}_count{{<<.LabelMatchers>>}}[2m])) by (<<.GroupBy>>), 1e-9)")}
+                "metricsQuery": (f"sum(rate({series}_sum{{<<.LabelMatchers>>}}[2m])) by (<<.GroupBy>>) / clamp_min("
+                                 f"sum(rate({series}_count{{<<.LabelMatchers>>}}[2m])) by (<<.GroupBy>>), 1e-9)")}
     return {"rules": {"default": False, "custom": [
         rule(":tensorflow:serving:batching_session:queuing_latency", GPU_METRIC),
         rule(":tensorflow:serving:request_latency", CPU_METRIC)]}}

@@ -21,7 +21,8 @@ from tests.helpers import ServerProcess, copy_version
 def _documents(folder) -> dict:
     """{relative path: [documents]} for every YAML file under `folder`, and the ConfigMaps Kustomize generates
     from each kustomization.yaml's configMapGenerator (as `kubectl apply -k` does)."""
-    found = {str(p.relative_to(folder)): list(yaml.safe_load_all(p.read_text())) for p in sorted(folder.rglob("*.yaml"))}
+    found = {str(p.relative_to(folder)): list(yaml.safe_load_all(p.read_text()))
+             for p in sorted(folder.rglob("*.yaml"))}
     for path in sorted(folder.rglob("kustomization.yaml")):
         (kustomization,) = yaml.safe_load_all(path.read_text())
         assert all((path.parent / name).is_file() for name in kustomization["resources"])
@@ -54,7 +55,8 @@ def test_every_kubernetes_resource_passes_strict_validation_for_the_pinned_versi
     checked = []
     for path, docs in documents.items():
         for document in docs:
-            if document.get("apiVersion", "").startswith(("serving.kserve.io", "kustomize.config")) or "rules" in document:
+            skipped = ("serving.kserve.io", "kustomize.config")
+            if document.get("apiVersion", "").startswith(skipped) or "rules" in document:
                 continue  # a CRD (test below), Kustomize's own file, prometheus-adapter's Helm values
             kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
             checked.append((path, document["kind"]))
@@ -93,7 +95,8 @@ def test_the_deployment_agrees_with_the_tf_serving_command_and_its_configs(manif
                     and d["metadata"]["labels"]["app.kubernetes.io/component"] == "serving"]:
         assert service["spec"]["selector"] == pod["metadata"]["labels"]
         assert {p["targetPort"] for p in service["spec"]["ports"]} <= set(ports)
-    assert _kind(documents, folder, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"] == pod["metadata"]["labels"]
+    budget = _kind(documents, folder, "PodDisruptionBudget")
+    assert budget["spec"]["selector"]["matchLabels"] == pod["metadata"]["labels"]
     assert _kind(documents, folder, "HorizontalPodAutoscaler")["spec"]["scaleTargetRef"]["name"] == \
         deployment["metadata"]["name"]
     claim = _kind(documents, folder, "PersistentVolumeClaim")
@@ -147,14 +150,16 @@ def test_training_pods_derive_their_tf_config_from_the_completion_index(manifest
     job, service = _kind(documents, "training/gpu", "Job"), _kind(documents, "training/gpu", "Service")
     pod = job["spec"]["template"]
     assert job["spec"]["completionMode"] == "Indexed" and pod["spec"]["subdomain"] == service["metadata"]["name"]
-    assert service["spec"]["clusterIP"] == "None" and service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    assert service["spec"]["clusterIP"] == "None"
+    assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
     env = {e["name"]: e["value"] for e in pod["spec"]["containers"][0]["env"]}
     configs = [json.loads(tf_config_from_job({**env, "JOB_COMPLETION_INDEX": str(i)}))
                for i in range(job["spec"]["completions"])]
     workers = configs[0]["cluster"]["worker"]
     # Kubernetes names an Indexed Job's pods <job>-<index>; the subdomain makes them <job>-<index>.<service>.
-    assert workers == [f"{job['metadata']['name']}-{i}.{service['metadata']['name']}:{service['spec']['ports'][0]['port']}"
-                       for i in range(3)]
+    job_name, service_name = job["metadata"]["name"], service["metadata"]["name"]
+    port = service["spec"]["ports"][0]["port"]
+    assert workers == [f"{job_name}-{i}.{service_name}:{port}" for i in range(3)]
     assert [c["task"] for c in configs] == [{"type": "worker", "index": i} for i in range(3)]
     assert all(c["cluster"]["worker"] == workers for c in configs)
     assert tf_config_from_job({**env, "JOB_COMPLETION_INDEX": "0", "TF_CONFIG": "{}"}) is None  # given: kept
