@@ -144,6 +144,10 @@ def updated_config(text: str, model_name: str, base_path: str, version: int, lab
     entry = next((c for c in entries if c.name == model_name), None)
     if entry is None:
         entry = entries.add(name=model_name, base_path=base_path, model_platform="tensorflow")
+    if not promote and STABLE not in entry.version_labels:
+        # The policy becomes `specific` with the labelled versions: the one serving now would be unloaded.
+        raise UserError(f"{model_name} has no '{STABLE}' label yet: point it at the version in service first "
+                        "(export.push <that version> … --promote), then label the new one.")
     if promote:
         for label in [k for k, v in entry.version_labels.items() if v == version]:
             del entry.version_labels[label]

@@ -188,7 +188,10 @@ def test_rejected_and_staging_folders_are_not_versions(tmp_path):
 
 
 def test_a_label_change_moves_the_labels_and_serves_only_the_labelled_versions():
+    from core.cli import UserError
     from export.push import updated_config
+    with pytest.raises(UserError, match="no 'stable' label yet"):  # it would unload the version in service
+        updated_config("", "srgan", "/srv/models/srgan", 4, ("canary",), promote=False)
     config = updated_config("", "srgan", "/srv/models/srgan", 3, (), promote=True)
     config = updated_config(config, "srgan", "/ignored", 4, ("canary",), promote=False)
     assert 'base_path: "/srv/models/srgan"' in config
