@@ -183,13 +183,15 @@ def push(config: PushConfig) -> dict:
     version = parse_version(version_dir.name)
     model_name = config.model_name or version_dir.resolve().parent.name
     model_dir = _join(config.destination, model_name)
-    target, copied = push_version(version_dir, model_dir, version)
-    result = {"version": version, "target": target, "copied": copied}
-    if config.model_config:
+    new_config = None
+    if config.model_config:  # worked out before any copy: a refused label change must not leave a new version
         base_path = config.config_base_path or (str(Path(model_dir).resolve()) if _is_local(model_dir) else model_dir)
         current = (tf.io.gfile.GFile(config.model_config).read() if tf.io.gfile.exists(config.model_config) else "")
-        _write_atomically(config.model_config, updated_config(current, model_name, base_path, version,
-                                                              config.labels, config.promote))
+        new_config = updated_config(current, model_name, base_path, version, config.labels, config.promote)
+    target, copied = push_version(version_dir, model_dir, version)
+    result = {"version": version, "target": target, "copied": copied}
+    if new_config is not None:
+        _write_atomically(config.model_config, new_config)
         result["model_config"] = config.model_config
     return result
 

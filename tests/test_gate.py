@@ -110,6 +110,9 @@ def test_push_copies_only_blessed_versions_atomically_and_moves_labels(developme
     from export.push import PushConfig, push
     production, config_file = tmp_path / "production", str(tmp_path / "models.config")
     first, second = development
+    with pytest.raises(SystemExit):  # a canary before any stable: refused, and nothing is copied
+        push(PushConfig(second, str(production), labels=("canary",), model_config=config_file))
+    assert not (production / "srgan" / "2").exists() and not (tmp_path / "models.config").exists()
     assert push(PushConfig(first, str(production), promote=True, model_config=config_file))["copied"]
     assert push(PushConfig(second.parent, str(production), labels=("canary",), model_config=config_file))["copied"]
     model = production / "srgan"
