@@ -263,3 +263,17 @@ def test_training_on_a_folder_with_bad_files_uses_the_good_ones_and_reports_the_
     assert data["kind"] == "folder" and data["used"] == 8 and data["train"] == 3 and data["test"] == 5
     assert data["skipped"] == {"unreadable": 2, "empty file": 1, "too large": 1}
     print(f"\ndata: {data['used']} images used, skipped {data['skipped']}")
+
+
+def test_cosine_cycles_restart_at_half_the_previous_peak():
+    """--lr-cycles 3 over 15 000 steps: the three 5 000-step runs of the shipped generator, each from the last
+    at half the rate, in one schedule; the first cycle is the one-cycle schedule over 5 000 steps."""
+    from training.schedule import PretrainThenGan
+    cycles = PretrainThenGan(2e-4, 15_000, 1e-5, cosine=True, cycles=3)
+    single = PretrainThenGan(2e-4, 5_000, 1e-5, cosine=True)
+    rate = lambda schedule, step: float(schedule(step))  # noqa: E731
+    for step in (0, 1_250, 2_500, 4_999):
+        assert rate(cycles, step) == pytest.approx(rate(single, step), rel=1e-5)
+    assert [rate(cycles, step) for step in (0, 5_000, 10_000)] == pytest.approx([2e-4, 1e-4, 5e-5], rel=1e-6)
+    assert rate(cycles, 14_999) == pytest.approx(5e-5 * 1e-3, rel=1e-2)  # decayed to 1/1000 of its peak
+    assert rate(cycles, 15_000) == pytest.approx(1e-5)  # then the GAN phase's rate

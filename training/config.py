@@ -35,6 +35,7 @@ class TrainConfig:
     vgg_imagenet_preprocessing: bool = False
     learning_rate: float = 1e-4
     lr_schedule: str = "constant"  # constant | cosine (over the pre-training)
+    lr_cycles: int = 1  # cosine cycles (warm restarts) in the pre-training, each peak half the one before
     gan_learning_rate: float | None = None  # the generator's in the GAN phase; default: learning_rate
     residual_init_scale: float = 1.0  # × the initial weights of each residual block's second conv
     init_generator: Path | None = None  # generator weights (.weights.h5) a fresh run starts from
@@ -69,9 +70,9 @@ PRESETS = {
     # by a random RGB order per crop and the LR-consistency term, then a short GAN fine-tune with the
     # article's losses (and the same consistency term).
     "photos": TrainConfig(preset="photos", dataset="photos", crop_size=96, eval_size=256, antialias=True,
-                          channel_shuffle=True, epochs=3, steps_per_epoch=40, batch_size=16, pretrain_steps=5000,
+                          channel_shuffle=True, epochs=3, steps_per_epoch=40, batch_size=16, pretrain_steps=15_000,
                           pixel_loss="l1", lr_consistency=1.0, content_loss="auto", learning_rate=2e-4,
-                          lr_schedule="cosine", gan_learning_rate=1e-5, residual_init_scale=0.1, seed=1,
+                          lr_schedule="cosine", lr_cycles=3, gan_learning_rate=1e-5, residual_init_scale=0.1, seed=1,
                           checkpoint_every=1, log_every=25, eval_every=250, out_dir=Path("runs/photos")),
 }
 
@@ -86,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
                "its latest checkpoint.", argument_default=argparse.SUPPRESS)
     p.add_argument("--preset", choices=sorted(PRESETS), default="demo",
                    help="demo: runs in minutes on a CPU, no download; photos: trains a real model on a CPU "
-                        "(~70 min on 2 cores), no download; seed: the article's settings on CelebA")
+                        "(~3 h on 2 cores), no download; seed: the article's settings on CelebA")
     data = p.add_argument_group("data")
     data.add_argument("--dataset", choices=["auto", "demo", "photos", "celeba", "folder"],
                       help="auto: demo without --data-dir, celeba for img_align_celeba, else folder; "
@@ -130,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--learning-rate", type=float, help="Adam learning rate (article: 1e-4)")
     opt.add_argument("--lr-schedule", choices=["constant", "cosine"],
                      help="cosine: decay the pre-training rate to 1/1000 by its last step")
+    opt.add_argument("--lr-cycles", type=int,
+                     help="with cosine: restart the decay this many times in equal parts of the pre-training, "
+                          "each peak half the one before (warm restarts)")
     opt.add_argument("--gan-learning-rate", type=float,
                      help="the generator's rate in the GAN phase (default: --learning-rate)")
     opt.add_argument("--residual-init-scale", type=float,
@@ -188,7 +192,7 @@ def _preset_defaults(p: argparse.ArgumentParser) -> None:
 # (field, smallest allowed value) for every number a flag sets; None values mean "the default" and pass.
 _MINIMUMS = {"max_images": 1, "crop_size": 1, "eval_size": 1, "epochs": 0, "steps_per_epoch": 1, "batch_size": 1,
              "pretrain_steps": 0, "checkpoint_every": 1, "keep_checkpoints": 1, "log_every": 1, "eval_every": 0,
-             "logical_cpus": 1}
+             "logical_cpus": 1, "lr_cycles": 1}
 _POSITIVE_FLOATS = ("learning_rate", "gan_learning_rate", "residual_init_scale")
 
 

@@ -97,7 +97,7 @@ def train(config: TrainConfig) -> dict:
     with strategy.scope():
         gan_rate = config.gan_learning_rate or config.learning_rate
         g_rate = PretrainThenGan(config.learning_rate, config.pretrain_steps, gan_rate,
-                                 cosine=config.lr_schedule == "cosine")
+                                 cosine=config.lr_schedule == "cosine", cycles=config.lr_cycles)
         nets = Networks(build_generator(config.model, residual_init_scale=config.residual_init_scale),
                         build_discriminator(config.model, config.crop_size),
                         _optimizer(config, g_rate), _optimizer(config, gan_rate), content_loss,
