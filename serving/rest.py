@@ -8,7 +8,6 @@ budget, batching, metrics). A WSGI application (werkzeug) served by waitress; no
 """
 
 import base64
-import json
 import re
 import time
 from urllib.parse import unquote
@@ -23,7 +22,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Request, Response
 
 from core import contract
-from serving import tensors
+from serving import rest_json, tensors
 from serving.batching import Abandoned
 from serving.errors import ServingError, invalid_argument
 from serving.metrics import METRICS
@@ -116,7 +115,7 @@ class RestApi:
 
 
 def _json(status: int, payload: dict) -> Response:
-    return Response(json.dumps(payload, separators=(",", ":")), status=status, content_type="application/json")
+    return Response(rest_json.dumps(payload), status=status, content_type="application/json")
 
 
 def _json_body(request: Request, max_pixels: int):
@@ -135,7 +134,7 @@ def _json_body(request: Request, max_pixels: int):
         raise invalid_argument(f"the body holds {containers} JSON lists and objects, more than any request of at "
                                f"most {max_pixels} pixels needs")
     try:
-        return json.loads(data)
+        return rest_json.loads(data)
     except (ValueError, RecursionError) as error:
         raise invalid_argument(f"JSON Parse error: {error}") from None
 
@@ -243,7 +242,7 @@ def _jsonable(array: np.ndarray, as_bytes: bool):
         encode = (lambda b: {"b64": base64.b64encode(b).decode()}) if as_bytes else \
             (lambda b: b.decode(errors="replace") if isinstance(b, bytes) else b)
         return np.vectorize(encode, otypes=[object])(array).tolist() if array.size else array.tolist()
-    return array.tolist()
+    return rest_json.tensor(array)
 
 
 def _response_json(outputs: dict, row_format: bool) -> dict:
@@ -252,10 +251,11 @@ def _response_json(outputs: dict, row_format: bool) -> dict:
         sizes = {key: array.shape[0] if array.ndim else 0 for key, (array, _) in outputs.items()}
         if len(set(sizes.values())) > 1:
             raise invalid_argument(f"Tensor name: {max(sizes, key=sizes.get)} has inconsistent batch size")
-        columns = {key: _jsonable(array, as_bytes) for key, (array, as_bytes) in outputs.items()}
-        if len(columns) == 1:
-            return {"predictions": next(iter(columns.values()))}
-        return {"predictions": [dict(zip(columns, row)) for row in zip(*columns.values())]}
+        if len(outputs) == 1:
+            return {"predictions": _jsonable(*next(iter(outputs.values())))}
+        return {"predictions": [{key: _jsonable(array[row, ...], as_bytes)
+                                 for key, (array, as_bytes) in outputs.items()}
+                                for row in range(next(iter(sizes.values())))]}
     columns = {key: _jsonable(array, as_bytes) for key, (array, as_bytes) in outputs.items()}
     return {"outputs": next(iter(columns.values())) if len(columns) == 1 else columns}
 

@@ -16,8 +16,8 @@ import numpy as np
 import requests
 
 from core import contract
+from serving import rest_json
 from serving.client_base import ServingClient, ServingClientError
-
 
 
 class SrganRestClient(ServingClient):
@@ -40,12 +40,14 @@ class SrganRestClient(ServingClient):
             url += f"/labels/{self.version_label}"
         return url
 
-    def _call(self, method: str, url: str, body: dict | None = None) -> dict:
-        """One request with a timeout, retried while the server is unreachable or answers 503; errors as
-        ServingClientError."""
+    def _call(self, method: str, url: str, body: dict | None = None) -> bytes:
+        """One request with a timeout, retried while the server is unreachable or answers 503; the answer's JSON,
+        errors as ServingClientError."""
         for attempt in range(self.retries + 1):
             try:
-                response = self.session.request(method, url, json=body, timeout=self.timeout)
+                response = self.session.request(method, url, timeout=self.timeout,
+                                                data=None if body is None else rest_json.dumps(body),
+                                                headers=None if body is None else _JSON_BODY)
             except requests.ConnectionError as error:
                 if attempt == self.retries:
                     raise _error(error) from error
@@ -53,7 +55,7 @@ class SrganRestClient(ServingClient):
                 raise _error(error) from error
             else:
                 if response.status_code == 200:
-                    return response.json()
+                    return response.content
                 if response.status_code != 503 or attempt == self.retries:
                     raise _error(response)
             time.sleep(self.backoff * 2 ** attempt)
@@ -64,10 +66,18 @@ class SrganRestClient(ServingClient):
         *_bytes come back as bytes)."""
         dtypes = self._output_dtypes(signature)  # first (then cached): the predict is the last call made
         body = {"signature_name": signature, "inputs": {k: _to_json(np.asarray(v)) for k, v in inputs.items()}}
-        outputs = self._call("POST", self._model_url() + ":predict", body)["outputs"]
-        if not isinstance(outputs, dict) or _is_b64(outputs):
-            outputs = {next(iter(dtypes)): outputs}  # one output: TF Serving sends its value without a name
-        return {k: _from_json(v, dtypes.get(k)) for k, v in outputs.items()}
+        answer = self._call("POST", self._model_url() + ":predict", body)
+        if len(dtypes) == 1:  # an image: its numbers straight into numpy
+            array = rest_json.outputs_array(answer, _NUMPY.get(next(iter(dtypes.values())), object))
+            if array is not None:
+                return {next(iter(dtypes)): array}
+        with rest_json.collector_paused():
+            outputs = rest_json.loads(answer)["outputs"]
+            if not isinstance(outputs, dict) or _is_b64(outputs):
+                outputs = {next(iter(dtypes)): outputs}  # one output: TF Serving sends its value without a name
+            arrays = {k: _from_json(v, dtypes.get(k)) for k, v in outputs.items()}
+            del outputs  # the answer's lists, freed before the collector is back
+        return arrays
 
     def _output_dtypes(self, signature: str) -> dict:
         if signature not in self._signatures:
@@ -75,12 +85,12 @@ class SrganRestClient(ServingClient):
         return self._signatures[signature]["outputs"]
 
     def status(self) -> list[dict]:
-        answer = self._call("GET", self._model_url())
+        answer = rest_json.loads(self._call("GET", self._model_url()))
         return [{"version": int(s["version"]), "state": s["state"], "error": s["status"].get("error_message", "")}
                 for s in answer["model_version_status"]]
 
     def metadata(self) -> dict:
-        answer = self._call("GET", self._model_url() + "/metadata")
+        answer = rest_json.loads(self._call("GET", self._model_url() + "/metadata"))
         signatures = answer["metadata"]["signature_def"]["signature_def"]
         dtype = lambda info: info.get("dtype", "DT_INVALID").removeprefix("DT_").lower()  # noqa: E731
         return {name: {"inputs": {k: dtype(v) for k, v in sig.get("inputs", {}).items()},
@@ -103,13 +113,14 @@ def _error(failure) -> ServingClientError:
 
 
 RestError = ServingClientError  # its name before the clients shared one error type
+_JSON_BODY = {"Content-Type": "application/json"}
 
 
 def _to_json(array: np.ndarray):
     if array.dtype == object or array.dtype.kind in "SU":
         return np.vectorize(lambda b: {"b64": base64.b64encode(b if isinstance(b, bytes) else str(b).encode())
                                        .decode()}, otypes=[object])(array).tolist()
-    return array.tolist()
+    return rest_json.tensor(array)
 
 
 _NUMPY = {"uint8": np.uint8, "float": np.float32, "double": np.float64, "int32": np.int32, "int64": np.int64}

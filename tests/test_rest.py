@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from serving.process import free_port
+from serving.tensors import to_numpy as tensors_of
 from tests.helpers import (ServerProcess, copy_version, png, random_images, raw_predict, repository_with, run_module,
                            write_image)
 
@@ -30,16 +31,21 @@ def server(exported, tmp_path_factory):
     assert process.stop() == 0
 
 
-def http(server, method: str, path: str, body=None, raw: bytes | None = None) -> tuple[int, dict | str]:
+def http_bytes(server, method: str, path: str, body=None, raw: bytes | None = None) -> tuple[int, bytes]:
     data = raw if raw is not None else (json.dumps(body, separators=(",", ":")).encode() if body is not None
                                         else None)
     request = urllib.request.Request(server.rest + path, data=data, method=method,
                                      headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=120) as response:
-            status, text = response.status, response.read().decode()
+            return response.status, response.read()
     except urllib.error.HTTPError as error:
-        status, text = error.code, error.read().decode()
+        return error.code, error.read()
+
+
+def http(server, method: str, path: str, body=None, raw: bytes | None = None) -> tuple[int, dict | str]:
+    status, answer = http_bytes(server, method, path, body, raw)
+    text = answer.decode()
     try:
         return status, json.loads(text)
     except ValueError:
@@ -144,6 +150,59 @@ def test_bad_requests_get_tf_servings_http_status_and_json_error(server, case):
     assert status == code, answer
     assert isinstance(answer, dict) and text in answer["error"], answer
     assert http(server, "GET", "/v1/models/srgan")[0] == 200  # and the server keeps serving
+
+
+def test_answers_are_the_bytes_pythons_json_wrote_before(server):
+    """orjson writes the answers now: byte for byte what `json.dumps(answer, separators=(",", ":"))` wrote for
+    every answer but floats (tested below) and non-ASCII text (UTF-8 now, as TF Serving's writer)."""
+    images = random_images((2, 5, 4))
+    requests = [("POST", "/v1/models/srgan:predict", {"instances": images.tolist()}),
+                ("POST", "/v1/models/srgan:predict", {"inputs": {"images": images.tolist()}}),
+                ("POST", "/v1/models/srgan:predict", {"instances": [{"images": image.tolist()} for image in images]}),
+                ("GET", "/v1/models/srgan", None), ("GET", "/v1/models/srgan/versions/1/metadata", None)]
+    requests += [(method, path, body) for method, path, body, *_ in BAD_REQUESTS.values()]
+    for method, path, body in requests:
+        raw = body if isinstance(body, bytes) else None
+        status, answer = http_bytes(server, method, path, None if raw is not None else body, raw=raw)
+        before = json.dumps(json.loads(answer), separators=(",", ":"), ensure_ascii=False).encode()
+        assert answer == before, (method, path, answer[:300], before[:300])
+
+
+def test_float_answers_read_back_as_the_grpc_floats_without_noise_digits(server):
+    from serving import rest_json
+    images = random_images((1, 6, 5), seed=5)
+    floats = images.astype(np.float32) / 127.5 - 1
+    status, answer = http_bytes(server, "POST", "/v1/models/srgan:predict",
+                                {"signature_name": "predict_float", "inputs": floats.tolist()})
+    expected = tensors_of(raw_predict(server.target, {"lr": floats}, signature="predict_float").outputs["sr"])
+    assert status == 200 and np.array_equal(np.array(json.loads(answer)["outputs"], np.float32), expected)
+    # TF Serving's WriteDecimal writes a float32 0.2 as 0.2, not as the double 0.20000000298023224, whole
+    # numbers with ".0", and NaN and ±Infinity as literals (which orjson alone would write as null).
+    values = np.array([0.2, -1.0, 3.0, np.nan, np.inf, -np.inf], np.float32)
+    assert rest_json.dumps(rest_json.tensor(values)) == b"[0.2,-1.0,3.0,NaN,Infinity,-Infinity]"
+    assert rest_json.dumps(rest_json.tensor(values[:3])) == b"[0.2,-1.0,3.0]"
+    assert rest_json.loads(b"[NaN, 1]")[1] == 1  # orjson refuses the literal TF Serving's parser reads
+
+
+def test_the_client_reads_image_answers_straight_into_numpy_and_nothing_else():
+    import gc
+
+    from serving import rest_json
+    images = random_images((2, 3, 5), seed=6)
+    compact = rest_json.dumps({"outputs": rest_json.tensor(images)})
+    pretty = json.dumps({"outputs": images.tolist()}, indent=4).encode()  # TF Serving's PrettyWriter
+    for document in (compact, pretty):
+        array = rest_json.outputs_array(document, np.uint8)
+        assert array.dtype == np.uint8 and np.array_equal(array, images)
+    # Anything else is left to the parser (None): ragged or empty lists, a number split by a blank, negative,
+    # fractional or too large numbers, NaN, several outputs, a scalar.
+    for document in (b'{"outputs":[[1,2],[3],[4,5,6]]}', b'{"outputs":[[1],[]]}', b'{"outputs":[1 2]}',
+                     b'{"outputs":[1,,2]}', b'{"outputs":[-1,2]}', b'{"outputs":[1.5]}', b'{"outputs":[256]}',
+                     b'{"outputs":[NaN]}', b'{"outputs":{"a":[1],"b":[2]}}', b'{"outputs":7}'):
+        assert rest_json.outputs_array(document, np.uint8) is None, document
+    with rest_json.collector_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
 
 
 def _metric(text: str, name: str, **labels) -> float:
