@@ -37,6 +37,7 @@ from training import losses
 from training.data import pipeline, sources
 from training.model import build_discriminator, build_generator
 from training.model.flops import forward_flops
+from training.precision import native_low_precisions
 from training.step import Networks, TrainSteps
 from training.vgg import FEATURE_LAYER
 
@@ -100,24 +101,6 @@ def article_loop(config: ThroughputConfig, lr, hr):
     loss_model = article.vgg19(weights=None) if config.content_loss == "vgg" else None
     return lambda: article.train_step(lr, hr, loss_model, generator, discriminator, g_optimizer,
                                       d_optimizer)[0]
-
-
-def low_precisions() -> list[str]:
-    """The mixed-precision policies this machine runs natively: bfloat16 on CPUs with AVX512_BF16 or AMX (and
-    GPUs from Ampere on), float16 on GPUs. Others would be emulated, and slow."""
-    found = []
-    try:
-        flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split()
-    except (OSError, StopIteration):
-        flags = []
-    gpus = tf.config.list_physical_devices("GPU")
-    ampere = any(tf.config.experimental.get_device_details(g).get("compute_capability", (0, 0)) >= (8, 0)
-                 for g in gpus)
-    if {"avx512_bf16", "amx_bf16"} & set(flags) or ampere:
-        found.append("mixed_bfloat16")
-    if gpus:
-        found.append("mixed_float16")
-    return found
 
 
 def follows_float32(precisions: list[str], config: ThroughputConfig) -> list[dict]:
@@ -184,7 +167,7 @@ def main(argv=None) -> int:
                                              manifest.fixed_size))
     results.append(_measure("project loop (step + tf.data on demo photos)",
                             lambda: steps.gan(next(batches))["g_loss"], config))
-    precisions = low_precisions()
+    precisions = native_low_precisions()
     for precision in precisions:
         low = project_steps(config, precision)
         low.gan((lr, hr))

@@ -277,3 +277,19 @@ def test_cosine_cycles_restart_at_half_the_previous_peak():
     assert [rate(cycles, step) for step in (0, 5_000, 10_000)] == pytest.approx([2e-4, 1e-4, 5e-5], rel=1e-6)
     assert rate(cycles, 14_999) == pytest.approx(5e-5 * 1e-3, rel=1e-2)  # decayed to 1/1000 of its peak
     assert rate(cycles, 15_000) == pytest.approx(1e-5)  # then the GAN phase's rate
+
+
+def test_precision_auto_is_float32_where_bfloat16_is_not_native_and_times_both_where_it_is():
+    from core.model_spec import ModelSpec
+    from training.model import build_generator
+    from training.precision import choose
+    tiny = lambda: build_generator(ModelSpec(channels=8, residual_blocks=1))  # noqa: E731
+    assert choose("auto", tiny, 8, 2, native=[]).policy == "float32"  # nothing timed where it would be emulated
+    assert choose("auto", tiny, 8, 2, native=["mixed_float16"]).policy == "float32"  # float16 never chosen
+    assert choose("mixed_bfloat16", tiny, 8, 2, native=[]).policy == "mixed_bfloat16"  # asked for: as asked
+    assert choose("auto", tiny, 8, 2, started_with="mixed_bfloat16").policy == "mixed_bfloat16"  # resumed run
+    timed = choose("auto", tiny, 8, 2, native=["mixed_bfloat16"])
+    assert set(timed.images_per_second) == {"float32", "mixed_bfloat16"}
+    faster = timed.images_per_second["mixed_bfloat16"] >= 1.1 * timed.images_per_second["float32"]
+    assert timed.policy == ("mixed_bfloat16" if faster else "float32")
+    assert keras.mixed_precision.global_policy().name == "float32"  # the timing left the policy as it found it

@@ -42,7 +42,7 @@ class TrainConfig:
     seed: int | None = None
     # Speed
     compile_mode: str = "auto"  # auto | xla | graph: how the step is compiled (auto: the faster, timed here)
-    precision: str = "float32"  # float32 | mixed_bfloat16 | mixed_float16 (Keras' mixed-precision policies)
+    precision: str = "float32"  # auto | float32 | mixed_bfloat16 | mixed_float16 (Keras' policies; training.precision)
     strategy: str = "default"  # default | mirrored | multi-worker
     logical_cpus: int | None = None
     # Output
@@ -149,9 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the same as --compile xla")
     speed.add_argument("--no-xla", dest="compile_mode", action="store_const", const="graph",
                        help="the same as --compile graph")
-    speed.add_argument("--precision", choices=["float32", "mixed_bfloat16", "mixed_float16"],
-                       help="mixed_float16 (with loss scaling) for GPUs; mixed_bfloat16 for CPUs and TPUs that run "
-                            "bfloat16 faster: measure first (benchmarks/train_throughput.py has a row per precision)")
+    speed.add_argument("--precision", choices=["auto", "float32", "mixed_bfloat16", "mixed_float16"],
+                       help="auto: mixed_bfloat16 where this machine has bfloat16 arithmetic and a step timed here "
+                            "is faster in it, else float32; mixed_float16 (with loss scaling) for GPUs")
     speed.add_argument("--mixed-precision", dest="precision", action="store_const", const="mixed_float16",
                        help="the same as --precision mixed_float16")
     speed.add_argument("--strategy", choices=["default", "mirrored", "multi-worker"],

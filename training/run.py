@@ -56,7 +56,15 @@ def train(config: TrainConfig) -> dict:
     from training.step import Networks, TrainSteps
 
     started = time.perf_counter()
-    if config.seed is not None:
+    from training.precision import choose as choose_precision
+    saved = config.out_dir / "config.json"
+    precision = choose_precision(
+        config.precision, lambda: build_generator(config.model, residual_init_scale=config.residual_init_scale),
+        config.crop_size // config.model.scale, config.batch_size,
+        started_with=json.loads(saved.read_text()).get("precision") if saved.is_file() else None)
+    print(precision.describe(), flush=True)
+    config = dataclasses.replace(config, precision=precision.policy)  # what config.json records
+    if config.seed is not None:  # after the timing, whose networks would otherwise draw from the seeded stream
         keras.utils.set_random_seed(config.seed)
     keras.mixed_precision.set_global_policy(config.precision)
     strategy = make_strategy(config.strategy)
