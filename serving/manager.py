@@ -114,9 +114,10 @@ class ServedModel:
         self.statuses[version] = VersionStatus(State.AVAILABLE)
         tuned = getattr(servable.runner, "cpu_settings", None)
         log.info("loaded %s version %d (%s%s) in %.1f s; %.2f µs per input pixel here (a 128×128 request: about "
-                 "%.2f s)", self.name, version, self.backend,
+                 "%.2f s); %s", self.name, version, self.backend,
                  f"; ONNX Runtime CPU settings timed here: {tuned}" if tuned else "", time.perf_counter() - started,
-                 servable.seconds_per_pixel * 1e6, servable.seconds_per_pixel * 128 * 128)
+                 servable.seconds_per_pixel * 1e6, servable.seconds_per_pixel * 128 * 128,
+                 describe_batch_gain(servable.batch_gain))
 
     def _unload(self, version: int) -> None:
         self.statuses[version] = VersionStatus(State.UNLOADING)
@@ -196,6 +197,17 @@ def unsafe_entry(folder: Path, base: Path) -> str | None:
             if not (stat_module.S_ISREG(mode) or stat_module.S_ISDIR(mode)):
                 return f"{entry.relative_to(folder)} is not a regular file (a pipe, device or socket)"
     return None
+
+
+PAYS = 1.1  # a batch must be this much faster than one by one to be worth waiting for
+
+
+def describe_batch_gain(gain: float) -> str:
+    from serving.servable import BATCH_PROBE, PROBE_SIDE
+    verdict = ("server-side batching pays here" if gain >= PAYS else "server-side batching costs here"
+               if gain < 0.95 else "server-side batching makes little difference here")
+    return (f"a batch of {BATCH_PROBE} {PROBE_SIDE}×{PROBE_SIDE} images runs {gain:.2f}× as fast as one by one: "
+            f"{verdict}")
 
 
 class ModelManager:

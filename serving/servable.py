@@ -2,6 +2,7 @@
 
 import dataclasses
 import io
+import statistics
 import threading
 import time
 from pathlib import Path
@@ -177,6 +178,7 @@ class Servable:
     runner: object
     cost: object  # serving.admission.RequestCost: the memory a request of N input pixels takes
     seconds_per_pixel: float = 0.0  # measured at load on one window of `serving_default`: the time a request costs
+    batch_gain: float = 0.0  # measured at load: how many times faster BATCH_PROBE images run as one batch
 
     @classmethod
     def load(cls, name: str, version: int, path: Path, backend: str = "savedmodel") -> "Servable":
@@ -189,7 +191,26 @@ class Servable:
         replay_warmup(Path(path), runner)
         return cls(name, version, Path(path), signature_defs,
                    {k: input_specs(v) for k, v in signature_defs.items() if not k.startswith("__")}, runner,
-                   RequestCost.for_version(path, backend), _seconds_per_pixel(runner, path))
+                   RequestCost.for_version(path, backend), _seconds_per_pixel(runner, path), batch_gain(runner))
+
+
+BATCH_PROBE = 8  # images in the batch timed at load: the batcher's default --max_batch_size
+PROBE_SIDE = 32  # the article's input
+
+
+def batch_gain(runner, repeats: int = 3) -> float:
+    """How many times faster BATCH_PROBE 32×32 images run as one batch than one by one, timed here, warm
+    (medians of `repeats`): above 1, server-side batching pays on this machine; below, it costs."""
+    def seconds(batch: int) -> float:
+        images = np.zeros((batch, PROBE_SIDE, PROBE_SIDE, 3), np.uint8)
+        runner.run(contract.SERVING_DEFAULT, {contract.UINT8_INPUT: images})  # the shape's first run: untimed
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            runner.run(contract.SERVING_DEFAULT, {contract.UINT8_INPUT: images})
+            times.append(time.perf_counter() - started)
+        return statistics.median(times)
+    return BATCH_PROBE * seconds(1) / seconds(BATCH_PROBE)
 
 
 def _seconds_per_pixel(runner, path: Path) -> float:

@@ -257,6 +257,7 @@ def serve(config: ServerConfig) -> None:
     log.info("memory budget for requests in flight: %s MB%s; largest request: %s input pixels",
              f"{server.budget.limit_bytes / 2**20:,.0f}", "" if config.max_inflight_bytes else
              " (half the memory available)", f"{server.prediction.limits.max_pixels:,}")
+    _recommend_batching(server)
     if server.rest_port:
         log.info("REST API and Prometheus metrics (/monitoring/prometheus/metrics) on %s:%s", config.host,
                  server.rest_port)
@@ -277,6 +278,21 @@ def serve(config: ServerConfig) -> None:
 
 
 _SHUTDOWN_MARGIN_SECONDS = 2.0
+
+
+def _recommend_batching(server: ModelServer) -> None:
+    """--enable_batching keeps TF Serving's meaning (on or off, as asked); the log says whether this machine,
+    measured when each version loaded, agrees."""
+    from serving.manager import PAYS, describe_batch_gain
+    gains = [s.batch_gain for m in server.manager.models.values() for s in m.available.values()]
+    if not gains:
+        return
+    gain = min(gains)
+    if server.config.enable_batching and gain < PAYS:
+        log.warning("--enable_batching is on, but %s: requests wait for a batch that saves no computation",
+                    describe_batch_gain(gain))
+    elif not server.config.enable_batching and gain >= PAYS:
+        log.info("%s: --enable_batching would raise throughput under concurrent requests", describe_batch_gain(gain))
 
 
 def _exit_now(server: ModelServer, what: str) -> None:

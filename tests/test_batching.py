@@ -32,3 +32,25 @@ def test_concurrent_mixed_shapes_are_batched_and_each_caller_gets_its_own_answer
         assert np.abs(result["sr_images"].astype(int) - expected).max() <= 1
     assert max(batched_sizes) > 3  # some requests really were merged
     assert all(size <= 9 for size in batched_sizes)
+
+
+def test_the_batch_gain_measured_at_load_is_single_time_over_batch_time():
+    """A runner whose call costs the same whatever the batch gains 8× from batches of 8; one whose cost is per
+    image gains nothing. The real model's figure goes into the load's log line (test_deadlines checks it)."""
+    import time
+
+    from serving.manager import describe_batch_gain
+    from serving.servable import BATCH_PROBE, batch_gain
+
+    class Sleeping:
+        def __init__(self, per_call, per_image):
+            self.per_call, self.per_image = per_call, per_image
+
+        def run(self, signature, feed, deadline=None):
+            time.sleep(self.per_call + self.per_image * feed["images"].shape[0])
+            return {}
+
+    assert abs(batch_gain(Sleeping(0.02, 0.0)) - BATCH_PROBE) < 1.5
+    assert abs(batch_gain(Sleeping(0.0, 0.005)) - 1.0) < 0.2
+    assert "costs here" in describe_batch_gain(0.8) and "pays here" in describe_batch_gain(1.3)
+    assert "little difference" in describe_batch_gain(1.0)

@@ -52,6 +52,7 @@ def test_a_request_that_cannot_finish_in_time_is_refused_before_computing(reposi
         assert time.monotonic() - started < 0.9  # answered before the deadline: nothing was computed
         assert refused.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED and "needs about" in refused.value.details()
         assert any("per input pixel here" in line for line in server.lines)  # the speed measured at load
+        assert any("as fast as one by one" in line for line in server.lines)  # and what batching gains
     finally:
         assert server.stop() == 0
 
