@@ -103,7 +103,9 @@ def test_the_server_logs_with_timestamps_and_prints_one_ready_line(exported):
     lines = server.lines
     stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d INFO "
     for pattern in (stamp + r"serving\.manager: loaded srgan version 1 \(savedmodel\) in [\d.]+ s; [\d.]+ µs per "
-                           r"input pixel here \(a 128×128 request: about [\d.]+ s\)$",
+                           r"input pixel here \(a 128×128 request: about [\d.]+ s\); a batch of 8 32×32 images runs "
+                           r"[\d.]+× as fast as one by one: server-side batching (pays|costs|makes little difference) "
+                           r"here$",
                     stamp + rf"serving\.server: REST API .* on 127\.0\.0\.1:{rest_port}$",
                     stamp + r"serving\.server: stopped$"):
         assert any(re.match(pattern, line) for line in lines), (pattern, "".join(lines))
