@@ -198,7 +198,8 @@ def test_the_client_reads_image_answers_straight_into_numpy_and_nothing_else():
     # fractional or too large numbers, NaN, several outputs, a scalar.
     for document in (b'{"outputs":[[1,2],[3],[4,5,6]]}', b'{"outputs":[[1],[]]}', b'{"outputs":[1 2]}',
                      b'{"outputs":[1,,2]}', b'{"outputs":[-1,2]}', b'{"outputs":[1.5]}', b'{"outputs":[256]}',
-                     b'{"outputs":[NaN]}', b'{"outputs":{"a":[1],"b":[2]}}', b'{"outputs":7}'):
+                     b'{"outputs":[NaN]}', b'{"outputs":{"a":[1],"b":[2]}}', b'{"outputs":7}',
+                     b'{"outputs":[99999999999999999999999,1]}'):  # past int64: never wrapped round
         assert rest_json.outputs_array(document, np.uint8) is None, document
     with rest_json.collector_paused():
         assert not gc.isenabled()
