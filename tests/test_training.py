@@ -288,6 +288,8 @@ def test_precision_auto_is_float32_where_bfloat16_is_not_native_and_times_both_w
     assert choose("auto", tiny, 8, 2, native=["mixed_float16"]).policy == "float32"  # float16 never chosen
     assert choose("mixed_bfloat16", tiny, 8, 2, native=[]).policy == "mixed_bfloat16"  # asked for: as asked
     assert choose("auto", tiny, 8, 2, started_with="mixed_bfloat16").policy == "mixed_bfloat16"  # resumed run
+    untimed = choose("auto", tiny, 8, 2, native=["mixed_bfloat16"], timed=False)  # a multi-worker run's workers
+    assert untimed.policy == "mixed_bfloat16" and not untimed.images_per_second
     timed = choose("auto", tiny, 8, 2, native=["mixed_bfloat16"])
     assert set(timed.images_per_second) == {"float32", "mixed_bfloat16"}
     faster = timed.images_per_second["mixed_bfloat16"] >= 1.1 * timed.images_per_second["float32"]

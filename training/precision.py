@@ -49,16 +49,19 @@ def native_low_precisions() -> list[str]:
 
 
 def choose(requested: str, build_generator, lr_size: int, batch_size: int, native=None,
-           started_with: str | None = None) -> PrecisionChoice:
+           started_with: str | None = None, timed: bool = True) -> PrecisionChoice:
     """`requested` itself unless it is `auto`; a resumed run keeps the policy it `started_with`.
     `build_generator()` builds the generator under the global policy; `native` (for tests) stands in for
-    `native_low_precisions()`. Leaves the global policy as it found it."""
+    `native_low_precisions()`. Not `timed` (the workers of one multi-worker run, which must all choose alike):
+    bfloat16 wherever it is native. Leaves the global policy as it found it."""
     if requested != "auto":
         return PrecisionChoice(requested, "as asked")
     if started_with in POLICIES:
         return PrecisionChoice(started_with, "as this run started")
     if "mixed_bfloat16" not in (native_low_precisions() if native is None else native):
         return PrecisionChoice("float32", "bfloat16 is not native on this machine")
+    if not timed:
+        return PrecisionChoice("mixed_bfloat16", "native here; not timed, so that every worker chooses alike")
     before = keras.mixed_precision.global_policy().name
     try:
         rates = {policy: _step_rate(policy, build_generator, lr_size, batch_size)

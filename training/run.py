@@ -61,7 +61,8 @@ def train(config: TrainConfig) -> dict:
     precision = choose_precision(
         config.precision, lambda: build_generator(config.model, residual_init_scale=config.residual_init_scale),
         config.crop_size // config.model.scale, config.batch_size,
-        started_with=json.loads(saved.read_text()).get("precision") if saved.is_file() else None)
+        started_with=json.loads(saved.read_text()).get("precision") if saved.is_file() else None,
+        timed=config.strategy != "multi-worker")
     print(precision.describe(), flush=True)
     config = dataclasses.replace(config, precision=precision.policy)  # what config.json records
     if config.seed is not None:  # after the timing, whose networks would otherwise draw from the seeded stream
