@@ -1,6 +1,7 @@
 """The real TF Serving: its configuration is checked here; the binary itself runs where it is installed."""
 
 import os
+import re
 import shutil
 
 import numpy as np
@@ -61,6 +62,16 @@ def test_command_prints_both_commands(exported, tmp_path):
                         str(tmp_path))
     assert result.returncode == 0, result.stderr
     assert "tensorflow_model_server --port=8500" in result.stdout and "docker run" in result.stdout
+    # --enable_batching auto: the local command batches only where a batch was measured to pay, and says so
+    measured = re.search(r"server-side batching (on|off) \(a batch of 8 32×32 images runs ([\d.]+)×", result.stdout)
+    assert measured, result.stdout
+    on, gain = measured.group(1) == "on", float(measured.group(2))
+    assert on == (gain >= 1.1) and ("--enable_batching=true" in result.stdout.split("docker run")[0]) == on
+    assert "--enable_batching=true" in result.stdout.split("docker run")[1]  # the GPU image always batches
+    forced = run_module("serving.tf_serving", "--model_base_path", str(exported[0].parent), "--config_dir",
+                        str(tmp_path), "--enable_batching", "false")
+    assert "server-side batching off (--enable_batching false)" in forced.stdout
+    assert "--enable_batching=true" not in forced.stdout.split("docker run")[0]
 
 
 @pytest.mark.skipif(shutil.which("tensorflow_model_server") is None,
