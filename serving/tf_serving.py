@@ -115,7 +115,11 @@ def local_batching(c: TfServingConfig) -> tuple[bool, str]:
     from core.cli import find_version
     from serving.manager import PAYS, describe_batch_gain
     from serving.servable import SavedModelRunner, batch_gain
-    gain = batch_gain(SavedModelRunner(find_version(c.model_base_path)))
+    try:
+        version = find_version(c.model_base_path)
+    except UserError:
+        return True, "no version exported yet to time it on; pass --enable_batching false to leave it off"
+    gain = batch_gain(SavedModelRunner(version))
     return gain >= PAYS, f"{describe_batch_gain(gain)}; the SavedModel, timed on this machine"
 
 
