@@ -46,22 +46,26 @@ def choose(mode: str, functions: dict, args: tuple, batch_size: int, state: list
     rates, failed = {}, {}
     for name, fn in functions.items():
         try:
-            _wait(fn(*args))
+            rates[name] = images_per_second(fn, args, batch_size)
         except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as error:
             # XLA lacks a kernel for some ops (the antialiased resize's gradient): that mode is out.
             failed[name] = str(error).strip().splitlines()[0][:200]
-            continue
-        seconds = []
-        for _ in range(TIMED_CALLS):
-            started = time.perf_counter()
-            _wait(fn(*args))
-            seconds.append(time.perf_counter() - started)
-        rates[name] = batch_size / statistics.median(seconds)
     for variable, value in zip(state, saved):
         variable.assign(value)
     if not rates:
         raise RuntimeError(f"the training step compiles in no mode: {failed}")
     return CompileChoice(max(rates, key=rates.get), rates, failed)
+
+
+def images_per_second(fn, args: tuple, batch_size: int) -> float:
+    """`fn(*args)` once untimed (it traces, and for XLA compiles), then the median of TIMED_CALLS calls."""
+    _wait(fn(*args))
+    seconds = []
+    for _ in range(TIMED_CALLS):
+        started = time.perf_counter()
+        _wait(fn(*args))
+        seconds.append(time.perf_counter() - started)
+    return batch_size / statistics.median(seconds)
 
 
 def _wait(result) -> None:

@@ -7,14 +7,13 @@ recipe's comparison (docs/training.md), followed float32's held-out PSNR; float1
 """
 
 import dataclasses
-import statistics
-import time
 
 import keras
 import tensorflow as tf
 
+from training.compilation import images_per_second
+
 POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
-TIMED_STEPS = 3  # after one untimed step that traces
 MIN_GAIN = 1.1  # bfloat16 must be this much faster: timing noise alone does not switch precision
 
 
@@ -85,10 +84,4 @@ def _step_rate(policy: str, build_generator, lr_size: int, batch_size: int) -> f
             loss = tf.reduce_mean(tf.abs(tf.cast(generator(lr, training=True), tf.float32)))
         return tape.gradient(loss, generator.trainable_variables)
 
-    tf.nest.map_structure(lambda t: t.numpy(), gradients())
-    seconds = []
-    for _ in range(TIMED_STEPS):
-        started = time.perf_counter()
-        tf.nest.map_structure(lambda t: t.numpy(), gradients())
-        seconds.append(time.perf_counter() - started)
-    return batch_size / statistics.median(seconds)
+    return images_per_second(gradients, (), batch_size)
