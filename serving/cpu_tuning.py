@@ -9,11 +9,11 @@ processor and on what else runs, so it is measured where the model is served, an
 
 import dataclasses
 import os
-import statistics
-import time
 
 import numpy as np
 import onnxruntime as ort
+
+from core.timing import median_seconds
 
 LEVELS = {"all (NCHWc layout)": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
           "extended (no layout change)": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED}
@@ -63,13 +63,8 @@ def choose(model_path, feed: dict, runs: int = 5) -> tuple[CpuSettings, list[dic
     timings = []
     for settings in candidates():
         session = ort.InferenceSession(str(model_path), settings.options(), providers=["CPUExecutionProvider"])
-        session.run(None, feed)
-        seconds = []
-        for _ in range(runs):
-            started = time.perf_counter()
-            session.run(None, feed)
-            seconds.append(time.perf_counter() - started)
-        timings.append({**dataclasses.asdict(settings), "median_ms": 1e3 * statistics.median(seconds)})
+        seconds = median_seconds(lambda: session.run(None, feed), runs)
+        timings.append({**dataclasses.asdict(settings), "median_ms": 1e3 * seconds})
     best = min(timings, key=lambda t: t["median_ms"])
     return CpuSettings(best["intra_op_threads"], best["spinning"], best["optimization"]), timings
 

@@ -2,7 +2,6 @@
 
 import dataclasses
 import io
-import statistics
 import threading
 import time
 from pathlib import Path
@@ -12,6 +11,7 @@ from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
 from core import contract
 from core.images import encode_png
+from core.timing import median_seconds
 from core.repository import ONNX_FLOAT, ONNX_UINT8
 from serving.errors import deadline_exceeded, describe, invalid_argument
 from serving.onnx_runtime import create_session
@@ -202,14 +202,8 @@ def batch_gain(runner, repeats: int = 3) -> float:
     """How many times faster BATCH_PROBE 32×32 images run as one batch than one by one, timed here, warm
     (medians of `repeats`): above 1, server-side batching pays on this machine; below, it costs."""
     def seconds(batch: int) -> float:
-        images = np.zeros((batch, PROBE_SIDE, PROBE_SIDE, 3), np.uint8)
-        runner.run(contract.SERVING_DEFAULT, {contract.UINT8_INPUT: images})  # the shape's first run: untimed
-        times = []
-        for _ in range(repeats):
-            started = time.perf_counter()
-            runner.run(contract.SERVING_DEFAULT, {contract.UINT8_INPUT: images})
-            times.append(time.perf_counter() - started)
-        return statistics.median(times)
+        feed = {contract.UINT8_INPUT: np.zeros((batch, PROBE_SIDE, PROBE_SIDE, 3), np.uint8)}
+        return median_seconds(lambda: runner.run(contract.SERVING_DEFAULT, feed), repeats)
     return BATCH_PROBE * seconds(1) / seconds(BATCH_PROBE)
 
 

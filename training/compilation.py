@@ -6,10 +6,10 @@ of both on the first real batch of each phase and keeps the faster one.
 """
 
 import dataclasses
-import statistics
-import time
 
 import tensorflow as tf
+
+from core.timing import median_seconds
 
 MODES = ("auto", "xla", "graph")
 TIMED_CALLS = 3  # after one untimed call that traces (and, for XLA, compiles)
@@ -59,13 +59,7 @@ def choose(mode: str, functions: dict, args: tuple, batch_size: int, state: list
 
 def images_per_second(fn, args: tuple, batch_size: int) -> float:
     """`fn(*args)` once untimed (it traces, and for XLA compiles), then the median of TIMED_CALLS calls."""
-    _wait(fn(*args))
-    seconds = []
-    for _ in range(TIMED_CALLS):
-        started = time.perf_counter()
-        _wait(fn(*args))
-        seconds.append(time.perf_counter() - started)
-    return batch_size / statistics.median(seconds)
+    return batch_size / median_seconds(lambda: _wait(fn(*args)), TIMED_CALLS)
 
 
 def _wait(result) -> None:
