@@ -1,13 +1,16 @@
-"""One loaded model version: its signatures, their input contracts, and how to run them."""
+"""One loaded model version: its signatures, their input contracts, and how to run them. TensorFlow is imported
+only where a SavedModel is read: an ONNX Runtime worker (serving.bulk's) starts without it."""
+
+from __future__ import annotations
 
 import dataclasses
 import io
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
 from core import contract
 from core.images import encode_png
@@ -15,6 +18,9 @@ from core.timing import median_seconds
 from core.repository import ONNX_FLOAT, ONNX_UINT8
 from serving.errors import deadline_exceeded, describe, invalid_argument
 from serving.onnx_runtime import create_session
+
+if TYPE_CHECKING:
+    from tensorflow.core.protobuf import meta_graph_pb2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,6 +34,7 @@ class InputSpec:
 def read_signature_defs(version_dir: Path) -> dict[str, meta_graph_pb2.SignatureDef]:
     """Every SignatureDef of the SavedModel's `serve` MetaGraph, `__saved_model_init_op` included: what TF
     Serving's GetModelMetadata answers (get_model_metadata_impl.cc copies the whole map)."""
+    from tensorflow.core.protobuf import saved_model_pb2
     saved = saved_model_pb2.SavedModel.FromString((Path(version_dir) / "saved_model.pb").read_bytes())
     for meta_graph in saved.meta_graphs:
         if "serve" in meta_graph.meta_info_def.tags:

@@ -2,6 +2,7 @@
 the same outputs as serving.upscale, failures in the dead-letter output, a manifest, re-runs that skip."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -88,3 +89,17 @@ def test_inputs_that_would_share_an_output_are_refused(exported, tmp_path, rng):
                             exported[0]))
     assert result["counts"] == {"ok": 0, "skipped": 0, "failed": 2}
     assert all("would all be written as same_x4.png" in r["reason"] for r in result["records"])
+
+
+def test_an_onnx_worker_loads_its_model_without_importing_tensorflow(exported):
+    """Every Beam worker process loads the model: ONNX Runtime alone starts in a fraction of TensorFlow's time."""
+    import subprocess
+    import sys
+    code = ("import sys, numpy as np; from serving.local import batch_upscaler; "
+            f"run = batch_upscaler({str(exported[0])!r}, 'onnx', threads=1); "
+            "assert run(np.zeros((1, 8, 8, 3), np.uint8)).shape == (1, 32, 32, 3); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'tensorflow'))")
+    repository_root = Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            cwd=repository_root)
+    assert result.stdout.strip() == "[]"
