@@ -32,25 +32,14 @@ def _start_server(model_path: Path, model_name: str, timeout: float):
     return server.proc, server.target, "serving.server"
 
 
-def _wait_available(client, process, deadline: float) -> None:
-    """Until the version is AVAILABLE; raises RuntimeError with the reason when it ends, the server dies or the
-    time limit passes."""
-    from serving.client_base import STARTING, ServingClientError
-    while True:
+def _load_failed(process):
+    """Why waiting for the staged version is over: the server died, or the version ended without loading."""
+    def reason(statuses: list[dict]) -> str | None:
         if process.poll() is not None:
-            raise RuntimeError(f"the server exited with status {process.returncode} while loading")
-        try:
-            for status in client.status():
-                if status["state"] == "AVAILABLE":
-                    return
-                if status["state"] == "END":
-                    raise RuntimeError(f"the version did not load: {status['error'] or 'state END'}")
-        except ServingClientError as error:
-            if error.code not in STARTING:
-                raise RuntimeError(f"GetModelStatus answered {error.code}: {error.message}") from None
-        if time.monotonic() > deadline:
-            raise RuntimeError("not AVAILABLE within the time limit")
-        time.sleep(0.2)
+            return f"the server exited with status {process.returncode} while loading"
+        ended = [s for s in statuses if s["state"] == "END"]
+        return f"the version did not load: {ended[0]['error'] or 'state END'}" if ended else None
+    return reason
 
 
 def _replay_warmup_over_grpc(version_dir: Path, target: str, model_name: str, timeout: float) -> int:
@@ -86,7 +75,7 @@ def validate(version_dir: Path, version: int, model_name: str, photo, reference,
     try:
         process, target, outcome["server"] = _start_server(model_path, model_name, timeout)
         with SrganClient(target, model_name, timeout=timeout, retries=0) as client:
-            _wait_available(client, process, started + timeout)
+            client.wait_until_available(started + timeout - time.monotonic(), give_up=_load_failed(process))
             outcome["available_after_s"] = round(time.monotonic() - started, 2)
             outcome["warmup_requests_answered"] = _replay_warmup_over_grpc(version_dir, target, model_name, timeout)
             name, image = photo

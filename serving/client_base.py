@@ -5,6 +5,7 @@ objects pays for them in every full garbage-collector pass).
 """
 
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -66,10 +67,13 @@ class ServingClient:
             rgb = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
         return tiled_upscale(rgb, self.upscale, tile=tile)  # the article's generator's scale and radius
 
-    def wait_until_available(self, timeout: float = 120.0) -> list[dict]:
-        """Poll the model's status until a version is AVAILABLE."""
+    def wait_until_available(self, timeout: float = 120.0,
+                             give_up: Callable[[list[dict]], str | None] = lambda statuses: None) -> list[dict]:
+        """Poll the model's status until a version is AVAILABLE. `give_up(statuses)` is asked at every poll
+        (statuses empty while the server does not answer yet): a reason it returns is raised as RuntimeError."""
         deadline = time.monotonic() + timeout
         while True:
+            statuses = []
             try:
                 statuses = self.status()
                 if any(s["state"] == "AVAILABLE" for s in statuses):
@@ -77,6 +81,9 @@ class ServingClient:
             except ServingClientError as error:
                 if error.code not in STARTING:
                     raise
+            reason = give_up(statuses)
+            if reason:
+                raise RuntimeError(reason)
             if time.monotonic() > deadline:
                 raise TimeoutError(f"no version of {self.model_name} became AVAILABLE at {self.target}")
             time.sleep(0.2)

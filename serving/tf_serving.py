@@ -17,7 +17,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from core.cli import UserError, exit_on_user_error, parser
@@ -186,18 +185,17 @@ def parse_args(argv=None) -> TfServingConfig:
 def start_and_wait(command: list[str], c: TfServingConfig, timeout: float = 300) -> subprocess.Popen:
     from serving.client import SrganClient
     process = subprocess.Popen(command)
+    def exited(statuses):
+        return None if process.poll() is None else f"tensorflow_model_server exited with status {process.returncode}."
     with SrganClient(f"127.0.0.1:{c.port}", c.model_name) as client:
-        deadline = time.monotonic() + timeout
-        while True:
-            if process.poll() is not None:
-                raise UserError(f"tensorflow_model_server exited with status {process.returncode}.")
-            try:
-                client.wait_until_available(timeout=5)
-                return process
-            except TimeoutError:
-                if time.monotonic() > deadline:
-                    process.terminate()
-                    raise UserError(f"{c.model_name} did not become AVAILABLE within {timeout:.0f} s.")
+        try:
+            client.wait_until_available(timeout, give_up=exited)
+            return process
+        except RuntimeError as error:
+            raise UserError(str(error)) from None
+        except TimeoutError:
+            process.terminate()
+            raise UserError(f"{c.model_name} did not become AVAILABLE within {timeout:.0f} s.") from None
 
 
 @exit_on_user_error
