@@ -3,7 +3,8 @@ machine, in one run.
 
     python benchmarks/bulk.py --model-dir models/srgan --out benchmarks/results/bulk
 
-The folder is the held-out photographs degraded ×4 as the quality benchmark degrades them (or --images DIR).
+The folder is the held-out photographs degraded ×4 as the quality benchmark degrades them, each --copies times
+under its own name (a bulk job is many files: the worker processes' start is paid once) — or --images DIR.
 Rows: serving.upscale (one process, file after file), serving.bulk on Beam's in-process runner, and serving.bulk
 with the direct runner's multi-process mode (one worker process per core). Each row: images/s, input
 megapixels/s and its time against serving.upscale's; the difference between the first two is the cost of Beam
@@ -28,6 +29,7 @@ class BulkBenchConfig:
     model_dir: Path = Path("models/srgan")
     images: Path | None = None  # default: the held-out photographs, degraded ×4
     backend: str = "onnx"
+    copies: int = 8  # of each held-out photograph
     out: Path = Path("benchmarks/results/bulk")
 
 
@@ -37,18 +39,20 @@ def parse_args(argv=None) -> BulkBenchConfig:
     p.add_argument("--model-dir", type=Path, default=d.model_dir)
     p.add_argument("--images", type=Path, help="a folder of images to upscale")
     p.add_argument("--backend", choices=["onnx", "savedmodel"], default=d.backend)
+    p.add_argument("--copies", type=int, default=d.copies, help="copies of each held-out photograph (not --images)")
     p.add_argument("--out", type=Path, default=d.out)
     return BulkBenchConfig(**vars(p.parse_args(argv)))
 
 
-def _held_out_inputs(folder: Path) -> list[Path]:
+def _held_out_inputs(folder: Path, copies: int) -> list[Path]:
     from PIL import Image
 
     from training.evaluation import held_out_pairs
     paths = []
     for pair in held_out_pairs():
-        paths.append(folder / f"{pair.name}.png")
-        Image.fromarray(pair.lr).save(paths[-1])
+        for copy in range(copies):
+            paths.append(folder / f"{pair.name}-{copy}.png")
+            Image.fromarray(pair.lr).save(paths[-1])
     return paths
 
 
@@ -67,7 +71,7 @@ def run(config: BulkBenchConfig) -> dict:
             inputs = sorted(p for p in config.images.iterdir() if p.is_file())
         else:
             (work / "in").mkdir()
-            inputs = _held_out_inputs(work / "in")
+            inputs = _held_out_inputs(work / "in", config.copies)
         from PIL import Image
         megapixels = sum(Image.open(p).size[0] * Image.open(p).size[1] for p in inputs) / 1e6
         rows = []
