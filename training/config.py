@@ -227,7 +227,8 @@ def validate(config: TrainConfig) -> TrainConfig:
 
 def command_line(saved: dict) -> str:
     """The `python -m training.run` command that gives a run's saved config.json: its preset and every setting
-    that differs from it (the flags of the model's layout included)."""
+    that differs from it (the flags of the model's layout included). Not the run's folder: where a run lived (an
+    absolute path of the machine it was resumed on) is not part of its recipe."""
     import json
     preset = PRESETS[saved["preset"]]
     default = json.loads(json.dumps(dataclasses.asdict(preset), default=str))
@@ -235,9 +236,7 @@ def command_line(saved: dict) -> str:
     for name, value in saved.items():
         if name == "model":
             flags += [f"{_flag(k)} {v}" for k, v in value.items() if k in _MODEL_FLAGS and v != default["model"][k]]
-        elif name == "out_dir":
-            flags.append(f"--run-dir {value}")
-        elif name != "preset" and value != default.get(name) and value is not None:
+        elif name not in ("preset", "out_dir") and value != default.get(name) and value is not None:
             flags.append(_flag(name) if value is True else f"--no-{_flag(name)[2:]}" if value is False
                          else f"{_flag(name)} {value}")
     return " ".join([f"python -m training.run --preset {saved['preset']}", *flags])
