@@ -14,8 +14,8 @@ import numpy as np
 
 from core import contract
 from core.images import encode_png
-from core.timing import median_seconds
 from core.repository import ONNX_FLOAT, ONNX_UINT8
+from core.timing import median_seconds
 from serving.errors import deadline_exceeded, describe, invalid_argument
 from serving.onnx_runtime import create_session
 
