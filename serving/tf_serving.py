@@ -185,17 +185,17 @@ def parse_args(argv=None) -> TfServingConfig:
 def start_and_wait(command: list[str], c: TfServingConfig, timeout: float = 300) -> subprocess.Popen:
     from serving.client import SrganClient
     process = subprocess.Popen(command)
+
     def exited(statuses):
         return None if process.poll() is None else f"tensorflow_model_server exited with status {process.returncode}."
     with SrganClient(f"127.0.0.1:{c.port}", c.model_name) as client:
         try:
             client.wait_until_available(timeout, give_up=exited)
             return process
-        except RuntimeError as error:
-            raise UserError(str(error)) from None
-        except TimeoutError:
+        except (RuntimeError, TimeoutError) as error:  # exited, answered an error, or too slow: none left running
             process.terminate()
-            raise UserError(f"{c.model_name} did not become AVAILABLE within {timeout:.0f} s.") from None
+            raise UserError(f"{c.model_name} did not become AVAILABLE within {timeout:.0f} s."
+                            if isinstance(error, TimeoutError) else str(error)) from None
 
 
 @exit_on_user_error

@@ -94,3 +94,16 @@ def test_a_malformed_label_is_one_sentence_and_exit_2():
     result = run_module("serving.tf_serving", "--label", "stable", timeout=120)
     assert result.returncode == 2
     assert result.stderr.strip() == "error: --label wants NAME=VERSION (for example stable=3), got 'stable'."
+
+
+def test_a_server_that_exits_while_loading_is_one_sentence_not_a_wait(tmp_path):
+    """start_and_wait gives up when the process ends, instead of polling until its time limit."""
+    import sys
+    import time
+
+    from core.cli import UserError
+    started = time.monotonic()
+    with pytest.raises(UserError, match=r"^tensorflow_model_server exited with status 3\.$"):
+        start_and_wait([sys.executable, "-c", "import sys; sys.exit(3)"],
+                       TfServingConfig(model_base_path=tmp_path, config_dir=tmp_path, port=18777), timeout=60)
+    assert time.monotonic() - started < 30
