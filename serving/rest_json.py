@@ -13,7 +13,6 @@ write 0.12345679; both read back as the same float32). NaN and ±Infinity are wr
 import contextlib
 import gc
 import json
-import re
 
 import numpy as np
 import orjson
@@ -28,31 +27,34 @@ def loads(data: bytes):
         return json.loads(data)
 
 
-_DIGITS = b"0123456789"
-_BLANK = b" \t\n\r"
+_OUTPUTS = b'{"outputs":'
 _BRACKETS_AS_BLANKS = bytes.maketrans(b"[]", b"  ")
-_SPLIT_NUMBER = re.compile(rb"[0-9][ \t\n\r]+[0-9]")
 
 
 def outputs_array(document: bytes, dtype) -> np.ndarray | None:
-    """The array of an answer `{"outputs": [[…]]}` of whole numbers without a sign (images: uint8), compact or
-    pretty-printed as TF Serving writes it, read straight into numpy, several times faster than through lists;
-    None for any other document (floats, negative numbers, several outputs, …), which the caller reads with
-    `loads`. Dense tensors only: the skeleton of brackets and commas must be exactly the one of the shape its
-    commas give, and every number one unbroken run of digits."""
+    """The array of a compact answer `{"outputs": [[…]]}` of whole numbers without a sign (images: uint8), as our
+    server writes it, read straight into numpy, about three times as fast as through lists; None for any other
+    document, which the caller reads with `loads`: pretty-printed (TF Serving's writer: orjson steps over its
+    blanks faster than numpy here), floats, negative numbers, several outputs, … Dense tensors only: the
+    brackets and commas must be exactly the skeleton of the shape its commas give, with one run of digits in
+    each place of a number and none anywhere else."""
     dtype = np.dtype(dtype)
-    start, end = document.find(b"["), document.rfind(b"]")
-    if dtype.kind not in "iu" or start < 0 or document[:start].translate(None, _BLANK) != b'{"outputs":' \
-            or document[end + 1:].translate(None, _BLANK) != b"}":
+    if dtype.kind not in "iu" or not document.startswith(_OUTPUTS + b"[") or not document.endswith(b"]}"):
         return None
-    text = document[start:end + 1]
-    compact = text.translate(None, _BLANK)
-    skeleton = compact.translate(None, _DIGITS)
-    if skeleton.translate(None, b"[],") or any(gap in compact for gap in (b"[]", b"[,", b",,", b",]")) \
-            or (len(compact) != len(text) and _SPLIT_NUMBER.search(text)):
-        return None  # anything but digits, a list or a number left empty, or digits split by blanks
+    text = document[len(_OUTPUTS):-1]
+    chars = np.frombuffer(text, np.uint8)
+    marks = np.flatnonzero((chars - ord("0")) >= 10)  # everything but digits (uint8 arithmetic wraps below "0")
+    skeleton = chars[marks].tobytes()
+    if skeleton.translate(None, b"[],"):
+        return None  # blanks, signs, points, letters, …
     shape = _shape(skeleton)
     if shape is None or _skeleton(shape) != skeleton:
+        return None
+    # Digits between two marks exactly where a number belongs ("[" or "," before it, "," or "]" after it): no
+    # list or number left empty, no digits beside a list.
+    before, after = chars[marks[:-1]], chars[marks[1:]]
+    places = ((before == ord("[")) | (before == ord(","))) & ((after == ord(",")) | (after == ord("]")))
+    if not np.array_equal(np.diff(marks) > 1, places):
         return None
     values = np.fromstring(text.translate(_BRACKETS_AS_BLANKS), dtype=np.int64, sep=",")
     if values.size != np.prod(shape) or values.min() < 0 or values.max() > np.iinfo(dtype).max:  # < 0: overflow

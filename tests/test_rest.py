@@ -190,14 +190,15 @@ def test_the_client_reads_image_answers_straight_into_numpy_and_nothing_else():
     from serving import rest_json
     images = random_images((2, 3, 5), seed=6)
     compact = rest_json.dumps({"outputs": rest_json.tensor(images)})
-    pretty = json.dumps({"outputs": images.tolist()}, indent=4).encode()  # TF Serving's PrettyWriter
-    for document in (compact, pretty):
-        array = rest_json.outputs_array(document, np.uint8)
-        assert array.dtype == np.uint8 and np.array_equal(array, images)
-    # Anything else is left to the parser (None): ragged or empty lists, a number split by a blank, negative,
-    # fractional or too large numbers, NaN, several outputs, a scalar.
-    for document in (b'{"outputs":[[1,2],[3],[4,5,6]]}', b'{"outputs":[[1],[]]}', b'{"outputs":[1 2]}',
-                     b'{"outputs":[1,,2]}', b'{"outputs":[-1,2]}', b'{"outputs":[1.5]}', b'{"outputs":[256]}',
+    array = rest_json.outputs_array(compact, np.uint8)
+    assert array.dtype == np.uint8 and np.array_equal(array, images)
+    # Anything else is left to the parser (None): pretty-printed (TF Serving's PrettyWriter), ragged or empty
+    # lists, a number split by a blank, digits beside a list, negative, fractional or too large numbers, NaN,
+    # several outputs, a scalar.
+    pretty = json.dumps({"outputs": images.tolist()}, indent=4).encode()
+    for document in (pretty, b'{"outputs":[[1,2],[3],[4,5,6]]}', b'{"outputs":[[1],[]]}', b'{"outputs":[1 2]}',
+                     b'{"outputs":[1,,2]}', b'{"outputs":[[1,2]3]}', b'{"outputs":[4[1,2]]}',
+                     b'{"outputs":[-1,2]}', b'{"outputs":[1.5]}', b'{"outputs":[256]}',
                      b'{"outputs":[NaN]}', b'{"outputs":{"a":[1],"b":[2]}}', b'{"outputs":7}',
                      b'{"outputs":[99999999999999999999999,1]}'):  # past int64: never wrapped round
         assert rest_json.outputs_array(document, np.uint8) is None, document
