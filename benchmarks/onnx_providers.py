@@ -28,7 +28,7 @@ import repo_path  # noqa: F401  (first: the packages importable, TensorFlow quie
 
 import measure
 from core.cli import UserError, exit_on_user_error, find_version, parser
-from serving.onnx_runtime import cuda_options, gpu_visible
+from serving.onnx_runtime import BoundRunner, cuda_options, gpu_visible
 
 SHAPES = ((1, 32), (8, 32), (32, 32), (1, 128), (1, 512))  # (batch, input side)
 
@@ -115,27 +115,6 @@ def parity(version_dir: Path) -> list[dict]:
 
 
 # -- latency ------------------------------------------------------------------------------------------
-class DeviceBuffers:
-    """Input and output bound once on the session's device: `compute()` runs without any host copy."""
-
-    def __init__(self, session, shape: tuple[int, ...], device: str):
-        n, h, w, c = shape
-        self.session = session
-        self.input = ort.OrtValue.ortvalue_from_shape_and_type(shape, np.uint8, device, 0)
-        self.output = ort.OrtValue.ortvalue_from_shape_and_type((n, 4 * h, 4 * w, c), np.uint8, device, 0)
-        self.binding = session.io_binding()
-        self.binding.bind_ortvalue_input(session.get_inputs()[0].name, self.input)
-        self.binding.bind_ortvalue_output(session.get_outputs()[0].name, self.output)
-
-    def compute(self) -> None:
-        self.session.run_with_iobinding(self.binding)
-
-    def round_trip(self, images: np.ndarray) -> np.ndarray:
-        self.input.update_inplace(images)
-        self.compute()
-        return self.output.numpy()
-
-
 VARIANTS = {
     # name: (model file, provider, CUDA options replacing the defaults, how it is called)
     "cuda run": ("model.onnx", "cuda", {}, "run"),
@@ -171,9 +150,10 @@ def measure_variant(config: ProvidersConfig, name: str, flops: dict) -> list[dic
             if call == "run":
                 fn = lambda: _run(session, images)  # noqa: E731
             else:
-                buffers = DeviceBuffers(session, images.shape, "cuda" if ran_on == "CUDAExecutionProvider" else "cpu")
-                buffers.round_trip(images)  # the first run captures the CUDA graph where it is on
-                fn = buffers.compute if call == "iobinding" else (lambda: buffers.round_trip(images))  # noqa: E731
+                bound = BoundRunner(session, images.shape)
+                bound(images)  # the first runs capture the CUDA graph where it is on
+                bound(images)
+                fn = bound.compute if call == "iobinding" else (lambda: bound(images))  # noqa: E731
             stats = measure.run_sequential(fn, batch, config.warmup, config.seconds, 5, 100_000)
         except Exception as error:  # noqa: BLE001 - a variant this build cannot run is reported, not fatal
             points.append({**point, "error": str(error).splitlines()[0][:300]})

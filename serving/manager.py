@@ -42,9 +42,10 @@ def model_config(name: str, base_path: Path) -> model_server_config_pb2.ModelCon
 
 
 class ServedModel:
-    def __init__(self, config: model_server_config_pb2.ModelConfig, backend: str):
+    def __init__(self, config: model_server_config_pb2.ModelConfig, backend: str, gpu_mode: str = "graphs"):
         self.config = config
         self.backend = backend
+        self.gpu_mode = gpu_mode  # the ONNX backend's, where a GPU runs it (serving.servable.OnnxRunner)
         self.available: dict[int, Servable] = {}
         self.statuses: dict[int, VersionStatus] = {}
         self._failed: dict[int, tuple] = {}  # version -> its folder's fingerprint when it failed (retried on change)
@@ -97,7 +98,7 @@ class ServedModel:
             refusal = unsafe_entry(path, Path(self.config.base_path))
             if refusal:
                 raise ValueError(f"not loaded: {refusal}")
-            servable = Servable.load(self.name, version, path, self.backend)
+            servable = Servable.load(self.name, version, path, self.backend, self.gpu_mode)
             METRICS.load(str(path), time.perf_counter() - started, ok=True)
         except Exception as error:  # any failure to load is reported, never fatal to the server
             METRICS.load(str(path), time.perf_counter() - started, ok=False)
@@ -214,14 +215,15 @@ class ModelManager:
     """The models a server serves, polled in a background thread."""
 
     def __init__(self, configs: list, backend: str = "savedmodel", poll_seconds: float = 1.0,
-                 allow_unavailable_labels: bool = False):
+                 allow_unavailable_labels: bool = False, gpu_mode: str = "graphs"):
         self.backend = backend
+        self.gpu_mode = gpu_mode
         self.allow_unavailable_labels = allow_unavailable_labels
         self.readable = True
         self.on_readable_change = None  # called with False/True when a base path stops/starts being readable
         self.on_polled = None  # called after every poll (versions may have been loaded or unloaded)
         self.poll_seconds = poll_seconds
-        self.models = {c.name: ServedModel(c, backend) for c in configs}
+        self.models = {c.name: ServedModel(c, backend, gpu_mode) for c in configs}
         # A reload request may only name base paths inside the repositories the server was started on.
         self.roots = {Path(c.base_path).resolve().parent for c in configs}
         self._stop = threading.Event()
@@ -290,8 +292,8 @@ class ModelManager:
         if not self.allow_unavailable_labels:
             for c in config.model_config_list.config:
                 current = self.models.get(c.name)
-                refusal = (current.unavailable_label(c) if current is not None else
-                           ServedModel(c, self.backend).unavailable_label()) if c.version_labels else None
+                model = current if current is not None else ServedModel(c, self.backend, self.gpu_mode)
+                refusal = model.unavailable_label(c) if c.version_labels else None
                 if refusal:
                     raise refusal
         with self._poll_lock:
@@ -302,6 +304,6 @@ class ModelManager:
                     current.config = c  # same model: new policy and labels, loaded versions kept
                     new[c.name] = current
                 else:
-                    new[c.name] = ServedModel(c, self.backend)
+                    new[c.name] = ServedModel(c, self.backend, self.gpu_mode)
             self.models = new
         self.poll()

@@ -4,7 +4,9 @@ only where a SavedModel is read: an ONNX Runtime worker (serving.bulk's) starts 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import io
+import logging
 import threading
 import time
 from pathlib import Path
@@ -17,7 +19,9 @@ from core.images import encode_png
 from core.repository import ONNX_FLOAT, ONNX_UINT8
 from core.timing import median_seconds
 from serving.errors import deadline_exceeded, describe, invalid_argument
-from serving.onnx_runtime import create_session
+from serving.onnx_runtime import GPU_PROVIDERS, DeviceRunner, create_session, gpu_visible, tensorrt_usable
+
+log = logging.getLogger("serving.servable")
 
 if TYPE_CHECKING:
     from tensorflow.core.protobuf import meta_graph_pb2
@@ -100,10 +104,11 @@ class SavedModelRunner:
             raise invalid_argument(describe(error)) from None
 
 
-def _run_until(session, feed: dict, deadline: float | None) -> list:
-    """One ONNX Runtime run, terminated by its RunOptions if `deadline` passes while it computes."""
+def _run_until(run, deadline: float | None) -> np.ndarray:
+    """`run(options)`: one ONNX Runtime run, terminated by its RunOptions if `deadline` passes while it
+    computes."""
     if deadline is None:
-        return session.run(None, feed)
+        return run(None)
     import onnxruntime
     remaining = deadline - time.monotonic()
     if remaining <= 0:
@@ -112,7 +117,7 @@ def _run_until(session, feed: dict, deadline: float | None) -> list:
     timer = threading.Timer(remaining, setattr, (options, "terminate", True))
     timer.start()
     try:
-        return session.run(None, feed, options)
+        return run(options)
     except Exception:
         if options.terminate:
             raise deadline_exceeded() from None
@@ -128,10 +133,20 @@ class OnnxRunner:
     backend = "onnx"
 
     def __init__(self, version_dir: Path, providers: list[str] | None = None, intra_op_threads: int = 0,
-                 tune_cpu: bool = True):
+                 tune_cpu: bool = True, gpu_mode: str = "graphs"):
+        """`gpu_mode`, where a GPU runs the model: "graphs" (I/O binding and a CUDA graph per input shape; on
+        CUDA, not TensorRT), "iobinding" (without graphs) or "run" (plain session runs)."""
         from core.export_record import ExportRecord
         version_dir = Path(version_dir)
-        self._uint8 = create_session(version_dir / ONNX_UINT8, providers, intra_op_threads)
+        graphs = gpu_mode == "graphs" and providers is None and gpu_visible() and not tensorrt_usable()
+        try:
+            self._uint8 = create_session(version_dir / ONNX_UINT8, providers, intra_op_threads, graphs=graphs)
+        except Exception as error:  # ONNX Runtime refuses graphs when a node would run on the CPU
+            if not graphs:
+                raise
+            log.warning("CUDA graphs refused, running without: %s", error)
+            graphs = False
+            self._uint8 = create_session(version_dir / ONNX_UINT8, providers, intra_op_threads)
         self.provider = self._uint8.get_providers()[0]
         self.cpu_settings, self.cpu_timings = None, []
         if tune_cpu and self.provider == "CPUExecutionProvider":  # threads, spinning, layout: timed here
@@ -140,25 +155,36 @@ class OnnxRunner:
             self._uint8 = create_session(version_dir / ONNX_UINT8, ["CPUExecutionProvider"],
                                          cpu_settings=self.cpu_settings)
         float_path = version_dir / ONNX_FLOAT
-        self._float = (create_session(float_path, providers, intra_op_threads, cpu_settings=self.cpu_settings)
-                       if float_path.exists() else None)
+        self._float = (create_session(float_path, providers, intra_op_threads, cpu_settings=self.cpu_settings,
+                                      graphs=graphs) if float_path.exists() else None)
+        self.gpu_mode = gpu_mode if self.provider in GPU_PROVIDERS else "run"
+        if self.gpu_mode == "graphs" and not graphs:
+            self.gpu_mode = "iobinding"
+        self._run_uint8 = self._runner(self._uint8)
+        self._run_float = self._runner(self._float) if self._float is not None else None
         # Tiled like the SavedModel, so memory stays bounded here too.
         self._plan = ExportRecord.load(version_dir).window_plan()
 
-    def _bounded(self, session, key: str, images: np.ndarray, deadline: float | None) -> np.ndarray:
+    def _runner(self, session):
+        """(images, RunOptions or None) -> the session's only output, as `gpu_mode` says."""
+        if self.gpu_mode != "run":
+            return DeviceRunner(session, graphs=self.gpu_mode == "graphs")
+        name = session.get_inputs()[0].name
+        return lambda images, options: session.run(None, {name: images}, options)[0]
+
+    def _bounded(self, run, images: np.ndarray, deadline: float | None) -> np.ndarray:
         from serving.tiling import bounded_upscale
-        return bounded_upscale(images, lambda part: _run_until(session, {key: part}, deadline)[0], *self._plan)
+        return bounded_upscale(images, lambda part: _run_until(functools.partial(run, part), deadline),
+                               *self._plan)
 
     def run(self, signature: str, inputs: dict[str, np.ndarray], deadline: float | None = None
             ) -> dict[str, np.ndarray]:
         """The signature's outputs, window by window; with a `deadline` (time.monotonic()) the window running
         when it passes is terminated and no other starts (DEADLINE_EXCEEDED)."""
         if signature == contract.SERVING_DEFAULT:
-            return {contract.UINT8_OUTPUT: self._bounded(self._uint8, contract.UINT8_INPUT,
-                                                         inputs[contract.UINT8_INPUT], deadline)}
-        if signature == contract.PREDICT_FLOAT and self._float is not None:
-            return {contract.FLOAT_OUTPUT: self._bounded(self._float, contract.FLOAT_INPUT,
-                                                         inputs[contract.FLOAT_INPUT], deadline)}
+            return {contract.UINT8_OUTPUT: self._bounded(self._run_uint8, inputs[contract.UINT8_INPUT], deadline)}
+        if signature == contract.PREDICT_FLOAT and self._run_float is not None:
+            return {contract.FLOAT_OUTPUT: self._bounded(self._run_float, inputs[contract.FLOAT_INPUT], deadline)}
         if signature == contract.PREDICT_ENCODED:
             encoded = [self._encoded(b, deadline) for b in inputs[contract.ENCODED_INPUT].ravel()]
             return {contract.ENCODED_OUTPUT: np.array(encoded, dtype=object)}
@@ -170,7 +196,7 @@ class OnnxRunner:
             rgb = np.asarray(Image.open(io.BytesIO(image_bytes)).convert("RGB"))
         except (OSError, ValueError, Image.DecompressionBombError) as error:  # truncated, corrupt, lying header
             raise invalid_argument(f"the image cannot be decoded: {describe(error)}") from None
-        return encode_png(self._bounded(self._uint8, contract.UINT8_INPUT, rgb[None], deadline)[0])
+        return encode_png(self._bounded(self._run_uint8, rgb[None], deadline)[0])
 
 
 @dataclasses.dataclass
@@ -188,13 +214,14 @@ class Servable:
     batch_gain: float = 0.0  # measured at load: how many times faster BATCH_PROBE images run as one batch
 
     @classmethod
-    def load(cls, name: str, version: int, path: Path, backend: str = "savedmodel") -> "Servable":
+    def load(cls, name: str, version: int, path: Path, backend: str = "savedmodel",
+             gpu_mode: str = "graphs") -> "Servable":
         """Load a version and replay its warm-up requests, as TF Serving does with --enable_model_warmup;
-        raises when either fails, so such a version is never served."""
+        raises when either fails, so such a version is never served. `gpu_mode`: OnnxRunner's."""
         from serving.admission import RequestCost
         from serving.warmup import replay_warmup
         signature_defs = read_signature_defs(path)
-        runner = SavedModelRunner(path) if backend == "savedmodel" else OnnxRunner(path)
+        runner = SavedModelRunner(path) if backend == "savedmodel" else OnnxRunner(path, gpu_mode=gpu_mode)
         replay_warmup(Path(path), runner)
         return cls(name, version, Path(path), signature_defs,
                    {k: input_specs(v) for k, v in signature_defs.items() if not k.startswith("__")}, runner,

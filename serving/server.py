@@ -46,6 +46,7 @@ class ServerConfig:
     model_base_path: Path | None = None
     model_config_file: Path | None = None
     backend: str = "savedmodel"
+    onnx_gpu_mode: str = "graphs"
     enable_batching: bool = False
     max_batch_size: int = 8
     batch_timeout_micros: int = 5000
@@ -85,6 +86,9 @@ def parse_args(argv=None) -> ServerConfig:
                    help="TF Serving ModelServerConfig (text proto): models, version policies, labels")
     p.add_argument("--backend", choices=["savedmodel", "onnx"], default=d.backend,
                    help="run the SavedModel with TensorFlow (as TF Serving) or model.onnx with ONNX Runtime")
+    p.add_argument("--onnx_gpu_mode", choices=["graphs", "iobinding", "run"], default=d.onnx_gpu_mode,
+                   help="--backend onnx on a GPU: I/O binding with a CUDA graph per input shape, I/O binding "
+                        "alone, or plain session runs (ours: TF Serving has no ONNX backend)")
     p.add_argument("--enable_batching", action="store_true", help="batch concurrent requests server-side")
     p.add_argument("--max_batch_size", type=int, default=d.max_batch_size)
     p.add_argument("--batch_timeout_micros", type=int, default=d.batch_timeout_micros)
@@ -155,7 +159,7 @@ class ModelServer:
         self.config = config
         self.manager = ModelManager(load_model_configs(config), config.backend,
                                     config.file_system_poll_wait_seconds,
-                                    config.allow_version_labels_for_unavailable_models)
+                                    config.allow_version_labels_for_unavailable_models, config.onnx_gpu_mode)
         self.batcher = (Batcher(config.max_batch_size, config.batch_timeout_micros / 1e6, config.num_batch_threads)
                         if config.enable_batching else None)
         self.health = health.HealthServicer()

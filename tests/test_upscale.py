@@ -77,6 +77,28 @@ def test_bound_runner_matches_a_plain_session_run(exported):
         np.testing.assert_array_equal(runner(images), session.run(None, {"images": images})[0])
 
 
+def test_device_runner_binds_each_shape_once_and_answers_like_plain_runs(exported):
+    """The server's GPU path, run here on the CPU provider: concurrent calls of two bound shapes and one past
+    `max_shapes` (run plainly) each get their own answer, never a later call's buffer. With `graphs` on, the
+    CPU provider ignores the graph ids: the same answers."""
+    import concurrent.futures
+    from serving.onnx_runtime import DeviceRunner
+    session = create_session(exported[0] / "model.onnx")
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, shape, dtype=np.uint8)
+              for shape in [(1, 8, 8, 3), (2, 8, 8, 3), (1, 6, 10, 3)] * 4]
+    expected = [session.run(None, {"images": x})[0] for x in images]
+    for graphs in (False, True):
+        runner = DeviceRunner(session, graphs=graphs, max_shapes=2)
+        for x in images[:3]:  # the first two shapes seen are bound
+            runner(x)
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(runner, images))
+        for answer, reference in zip(answers, expected):
+            np.testing.assert_array_equal(answer, reference)
+        assert runner.bound_shapes == [(1, 8, 8, 3), (2, 8, 8, 3)]
+
+
 def test_no_gpu_provider_is_asked_for_without_a_gpu(exported):
     from serving.onnx_runtime import default_providers, gpu_visible
     if gpu_visible():
