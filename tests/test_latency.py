@@ -60,3 +60,26 @@ def test_onnx_runtime_backends_run_without_tensorflow(exported, tmp_path):
     data = json.loads((out / "latency.json").read_text())
     assert {p["backend"] for p in data["points"]} == {"onnx-cpu"}  # no CUDA here; no SavedModel, no gRPC asked
     assert data["environment"]["onnxruntime"] and len(data["points"]) == 2
+
+
+def test_server_backend_benchmark_runs_without_tensorflow(exported, tmp_path):
+    """The server's runner under concurrent callers, batching off and on, as on a borrowed GPU machine (no
+    TensorFlow); on a CPU the three GPU modes are one runner, measured once."""
+    import subprocess
+    out = tmp_path / "server_backend"
+    blocked = ("import runpy, sys\n"
+               "for name in ('tensorflow', 'keras', 'tf2onnx', 'tensorflow_serving'):\n"
+               "    sys.modules[name] = None  # any import of them now fails\n"
+               f"sys.argv = ['server_backend.py', '--model-dir', {str(exported[0].parent)!r}, '--out', {str(out)!r},\n"
+               "            '--clients', '1,3', '--sizes', '8', '--seconds', '0.1', '--min-requests', '2']\n"
+               "sys.path.insert(0, 'benchmarks')\n"
+               "runpy.run_path('benchmarks/server_backend.py', run_name='__main__')\n")
+    result = subprocess.run([sys.executable, "-c", blocked], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    points = json.loads((out / "server_backend.json").read_text())["points"]
+    assert [(p["mode"], p["batching"], p["clients"]) for p in points] == [
+        ("run", False, 1), ("run", False, 3), ("run", True, 1), ("run", True, 3)]
+    for p in points:
+        assert p["provider"] == "CPUExecutionProvider" and p["requests"] >= 2 and p["images_per_second"] > 0
+    assert "iobinding: runs as run on CPUExecutionProvider" in result.stdout
+    assert "| run | CPU | 8² | on | 3 |" in (out / "server_backend.md").read_text()
