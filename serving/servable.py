@@ -126,6 +126,25 @@ def _run_until(run, deadline: float | None) -> np.ndarray:
         timer.cancel()
 
 
+def _session_for(path: Path, providers, intra_op_threads: int, graphs: bool, cpu_settings=None) -> tuple:
+    """(session, whether it was made for CUDA graphs): ONNX Runtime refuses them when a node would run on the
+    CPU, and the model then runs without."""
+    if graphs:
+        try:
+            return create_session(path, providers, intra_op_threads, graphs=True), True
+        except Exception as error:
+            log.warning("%s: CUDA graphs refused, running without: %s", path.name, error)
+    return create_session(path, providers, intra_op_threads, cpu_settings=cpu_settings), False
+
+
+def _runner(session, on_gpu: bool, graphs: bool):
+    """(images, RunOptions or None) -> the session's only output: bound per shape on a GPU, else plain runs."""
+    if on_gpu:
+        return DeviceRunner(session, graphs)
+    name = session.get_inputs()[0].name
+    return lambda images, options: session.run(None, {name: images}, options)[0]
+
+
 class OnnxRunner:
     """Runs the same signatures on ONNX Runtime: model.onnx, model_float.onnx, and encoded images decoded
     here and passed through model.onnx."""
@@ -139,38 +158,24 @@ class OnnxRunner:
         from core.export_record import ExportRecord
         version_dir = Path(version_dir)
         graphs = gpu_mode == "graphs" and providers is None and gpu_visible() and not tensorrt_usable()
-        try:
-            self._uint8 = create_session(version_dir / ONNX_UINT8, providers, intra_op_threads, graphs=graphs)
-        except Exception as error:  # ONNX Runtime refuses graphs when a node would run on the CPU
-            if not graphs:
-                raise
-            log.warning("CUDA graphs refused, running without: %s", error)
-            graphs = False
-            self._uint8 = create_session(version_dir / ONNX_UINT8, providers, intra_op_threads)
-        self.provider = self._uint8.get_providers()[0]
+        uint8, graphs_uint8 = _session_for(version_dir / ONNX_UINT8, providers, intra_op_threads, graphs)
+        self.provider = uint8.get_providers()[0]
         self.cpu_settings, self.cpu_timings = None, []
         if tune_cpu and self.provider == "CPUExecutionProvider":  # threads, spinning, layout: timed here
             from serving.cpu_tuning import choose, sample_feed
-            self.cpu_settings, self.cpu_timings = choose(version_dir / ONNX_UINT8, sample_feed(self._uint8))
-            self._uint8 = create_session(version_dir / ONNX_UINT8, ["CPUExecutionProvider"],
-                                         cpu_settings=self.cpu_settings)
-        float_path = version_dir / ONNX_FLOAT
-        self._float = (create_session(float_path, providers, intra_op_threads, cpu_settings=self.cpu_settings,
-                                      graphs=graphs) if float_path.exists() else None)
-        self.gpu_mode = gpu_mode if self.provider in GPU_PROVIDERS else "run"
-        if self.gpu_mode == "graphs" and not graphs:
-            self.gpu_mode = "iobinding"
-        self._run_uint8 = self._runner(self._uint8)
-        self._run_float = self._runner(self._float) if self._float is not None else None
+            self.cpu_settings, self.cpu_timings = choose(version_dir / ONNX_UINT8, sample_feed(uint8))
+            uint8 = create_session(version_dir / ONNX_UINT8, ["CPUExecutionProvider"],
+                                   cpu_settings=self.cpu_settings)
+        on_gpu = self.provider in GPU_PROVIDERS and gpu_mode != "run"
+        self.gpu_mode = ("graphs" if graphs_uint8 else "iobinding") if on_gpu else "run"  # what really runs
+        self._run_uint8 = _runner(uint8, on_gpu, graphs_uint8)
+        self._run_float = None
+        if (version_dir / ONNX_FLOAT).exists():
+            session, graphs_float = _session_for(version_dir / ONNX_FLOAT, providers, intra_op_threads, graphs,
+                                                 self.cpu_settings)
+            self._run_float = _runner(session, on_gpu, graphs_float)
         # Tiled like the SavedModel, so memory stays bounded here too.
         self._plan = ExportRecord.load(version_dir).window_plan()
-
-    def _runner(self, session):
-        """(images, RunOptions or None) -> the session's only output, as `gpu_mode` says."""
-        if self.gpu_mode != "run":
-            return DeviceRunner(session, graphs=self.gpu_mode == "graphs")
-        name = session.get_inputs()[0].name
-        return lambda images, options: session.run(None, {name: images}, options)[0]
 
     def _bounded(self, run, images: np.ndarray, deadline: float | None) -> np.ndarray:
         from serving.tiling import bounded_upscale
