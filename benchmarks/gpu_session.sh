@@ -20,7 +20,7 @@ step() {  # step NAME SECONDS COMMAND...: run, log to OUT/NAME.log, say how it e
     echo "$name: exit $? after $((SECONDS - started)) s (log $out/$name.log)"
 }
 
-step machine 60 bash -c "nvidia-smi; $python -c 'import onnxruntime as o; o.preload_dlls() if hasattr(o, \"preload_dlls\") else None; print(o.__version__, o.get_available_providers())'"
+step machine 60 bash -c "nvidia-smi || echo no nvidia-smi; $python -c 'import onnxruntime as o; o.preload_dlls() if hasattr(o, \"preload_dlls\") else None; print(o.__version__, o.get_available_providers())'"
 step onnx_providers 300 "$python" benchmarks/onnx_providers.py --model-dir "$model" --out "$out/onnx_providers"
 step server_backend 240 "$python" benchmarks/server_backend.py --model-dir "$model" --sizes 32,128 --clients 1,8 \
     --out "$out/server_backend"
