@@ -185,3 +185,6 @@ class DeviceRunner:
 def gpu_thread() -> concurrent.futures.ThreadPoolExecutor:
     """The one thread that runs every `DeviceRunner` call of this process."""
     return concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="gpu")
+
+
+os.register_at_fork(after_in_child=gpu_thread.cache_clear)  # a forked child has none of its parent's threads

@@ -153,3 +153,18 @@ def test_upscale_command_survives_bombs_truncated_files_and_reads_16_bit_as_trai
     expected_grey = np.asarray(Image.fromarray(expected).convert("L"))
     assert out.shape == (40, 44) and np.abs(out.astype(int) - expected_grey).max() <= 1
     assert (out == 255).mean() < 0.5  # the old reader clipped almost every pixel to 255
+
+
+def test_the_gpu_thread_works_in_a_forked_child():
+    """A forked child has none of its parent's threads: without a fresh executor there, its GPU calls would wait
+    for ever."""
+    import os
+    from serving.onnx_runtime import gpu_thread
+    assert gpu_thread().submit(lambda: 1).result() == 1
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os._exit(0 if gpu_thread().submit(lambda: 2).result(timeout=10) == 2 else 1)
+        except BaseException:
+            os._exit(1)
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
