@@ -163,13 +163,12 @@ class DeviceRunner:
         runner = self._bound.get(shape)
         if runner is None:
             return self._plain(images, options)
-        if runner.graph_id is None or runner.calls >= CAPTURE_CALLS:
-            return runner(images, options)
         try:
             return runner(images, options)
         except Exception as error:
-            if options is not None and options.terminate:
-                raise  # stopped by its deadline: nothing wrong with the graph
+            capturing = runner.graph_id is not None and runner.calls < CAPTURE_CALLS
+            if not capturing or (options is not None and options.terminate):
+                raise  # a failure past the capture, or stopped by its deadline: nothing wrong with the graph
             log.warning("shape %s runs without a CUDA graph from now on: %s", shape, error)
             self._bound[shape] = None
             return self._plain(images, options)
