@@ -65,9 +65,11 @@ def parse_args(argv=None) -> BulkConfig:
     p.add_argument("--model-copies", type=int, help="models per machine, shared by its processes (GPU workers)")
     p.add_argument("--max-pixels", type=int, default=d.max_pixels, help="refuse larger files from their header")
     p.add_argument("--overwrite", action="store_true", help="redo outputs that exist (default: skip them)")
+    p.add_argument("--threads", type=int, default=d.threads,
+                   help="ONNX Runtime threads per worker process (0: timed, or the cores the local processes share)")
     args, beam_args = p.parse_known_args(argv)
-    return BulkConfig(tuple(args.inputs), args.out, args.model_dir, args.backend, args.tile, args.min_batch,
-                      args.max_batch, args.model_copies, args.max_pixels, args.overwrite, tuple(beam_args))
+    # By name: a field added to BulkConfig must never shift Beam's options into another one.
+    return BulkConfig(**{**vars(args), "inputs": tuple(args.inputs)}, pipeline_args=tuple(beam_args))
 
 
 def output_name(path: str, scale: int) -> str:

@@ -103,3 +103,20 @@ def test_an_onnx_worker_loads_its_model_without_importing_tensorflow(exported):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                             cwd=repository_root)
     assert result.stdout.strip() == "[]"
+
+
+def test_the_command_line_runs_and_passes_beams_own_options_through(exported, tmp_path, rng):
+    """`python -m serving.bulk` as a user types it, with a Beam option among ours: it reaches Beam, not a field
+    of ours (it once landed in `threads` and every input crashed ONNX Runtime)."""
+    from serving.bulk import parse_args
+    from tests.helpers import run_module
+    config = parse_args(["in/*.png", "-o", "out", "--threads", "2", "--runner", "DirectRunner", "--tile", "64"])
+    assert config.threads == 2 and config.tile == 64 and config.pipeline_args == ("--runner", "DirectRunner")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(rng.integers(0, 256, (20, 16, 3), dtype=np.uint8)).save(folder / "a.png")
+    result = run_module("serving.bulk", str(folder / "*.png"), "-o", str(tmp_path / "out"), "--model-dir",
+                        str(exported[0]), "--direct_num_workers", "1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert Image.open(tmp_path / "out" / "a_x4.png").size == (64, 80)
+    assert "Traceback" not in result.stderr
