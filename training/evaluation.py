@@ -19,6 +19,7 @@ from training import metrics
 from training.data import photos
 from training.data.images import read_rgb
 from training.data.pipeline import PipelineConfig, downsample, to_unit_range
+from training.niqe import niqe
 from training.samples import bicubic_upscale
 
 
@@ -57,10 +58,24 @@ BASELINES = {"bicubic": lambda lr, scale: bicubic_upscale(lr[None], scale)[0], "
 
 
 def score_image(sr: np.ndarray, hr: np.ndarray, scale: int) -> dict:
-    """PSNR and SSIM on Y, and the colour shift: mean SR − HR per RGB channel in uint8 levels."""
+    """PSNR and SSIM on Y, the colour shift (mean SR − HR per RGB channel in uint8 levels), NIQE on Y (None
+    below `niqe.MIN_SIDE` pixels a side) and the high-frequency energy ratio against HR."""
     return {"psnr": float(metrics.psnr_y(sr[None], hr[None], scale)[0]),
             "ssim": float(metrics.ssim_y(sr[None], hr[None], scale)[0]),
-            "colour_shift": [round(float(v), 3) for v in metrics.colour_shift(sr[None], hr[None], scale)[0]]}
+            "colour_shift": [round(float(v), 3) for v in metrics.colour_shift(sr[None], hr[None], scale)[0]],
+            "niqe": niqe(sr, scale), "hf_ratio": metrics.high_frequency_ratio(sr, hr, scale)}
+
+
+def hr_niqe(pairs: list[Pair], scale: int) -> dict:
+    """NIQE of the originals themselves, border cropped as for SR: the floor a model's NIQE moves toward."""
+    per_image = {pair.name: niqe(pair.hr, scale) for pair in pairs}
+    return {"images": per_image, **_mean_niqe(per_image)}
+
+
+def _mean_niqe(per_image_niqe: dict) -> dict:
+    scores = [v for v in per_image_niqe.values() if v is not None]
+    return {"niqe": float(np.mean(scores)) if scores else None,
+            "niqe_skipped": len(per_image_niqe) - len(scores)}
 
 
 def summarise(per_image: dict, bicubic: dict | None) -> dict:
@@ -68,7 +83,9 @@ def summarise(per_image: dict, bicubic: dict | None) -> dict:
     and how many photographs are below bicubic in PSNR and in SSIM."""
     summary = {"psnr": float(np.mean([v["psnr"] for v in per_image.values()])),
                "ssim": float(np.mean([v["ssim"] for v in per_image.values()])),
-               "colour_shift_max": max(abs(c) for v in per_image.values() for c in v["colour_shift"])}
+               "colour_shift_max": max(abs(c) for v in per_image.values() for c in v["colour_shift"]),
+               **_mean_niqe({name: v["niqe"] for name, v in per_image.items()}),
+               "hf_ratio": float(np.mean([v["hf_ratio"] for v in per_image.values()]))}
     if bicubic is not None:
         gains = {name: v["psnr"] - bicubic[name]["psnr"] for name, v in per_image.items()}
         worst = min(gains, key=gains.get)

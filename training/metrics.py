@@ -8,6 +8,8 @@ K2 = 0.03 (`tf.image.ssim`'s own defaults, which match scikit-image with `gaussi
 import numpy as np
 import tensorflow as tf
 
+from training.niqe import niqe
+
 _Y_WEIGHTS = np.array([65.481, 128.553, 24.966], dtype=np.float64) / 255.0
 
 
@@ -52,4 +54,27 @@ def quality_report(sr: np.ndarray, bicubic: np.ndarray, hr: np.ndarray, scale: i
             "psnr_bicubic": float(psnr_bicubic.mean()),
             "ssim_bicubic": float(ssim_y(bicubic, hr, scale).mean()),
             "worst_gain": float(gains.min()), "below_bicubic": int((gains < 0).sum()),
-            "colour_shift_max": float(np.abs(colour_shift(sr, hr, scale)).max())}
+            "colour_shift_max": float(np.abs(colour_shift(sr, hr, scale)).max()),
+            **{f"niqe{suffix}": mean_niqe(images, scale) for suffix, images in
+               (("", sr), ("_bicubic", bicubic), ("_hr", hr))},
+            "hf_ratio": float(np.mean([high_frequency_ratio(s, h, scale) for s, h in zip(sr, hr)]))}
+
+
+def mean_niqe(images: np.ndarray, border: int) -> float | None:
+    """The mean NIQE of the images large enough for it (`training.niqe.MIN_SIDE`), or None if none is."""
+    scores = [s for s in (niqe(image, border) for image in images) if s is not None]
+    return float(np.mean(scores)) if scores else None
+
+
+def high_frequency_ratio(sr: np.ndarray, hr: np.ndarray, scale: int) -> float:
+    """Energy of SR's Y above the LR grid's Nyquist frequency (max(|fx|, |fy|) > 1/(2·scale) cycles per pixel),
+    over HR's in the same band, both Hann-windowed, `scale` pixels of border cropped: the detail that ×`scale`
+    downsampling removed and a model must recreate. Bicubic gives far below 1; 1 is HR's energy (not its
+    content: noise scores as well as texture, so read it beside PSNR and NIQE)."""
+    def band_energy(rgb):
+        y = rgb_to_y(rgb)[scale:-scale, scale:-scale]
+        window = np.hanning(y.shape[0])[:, None] * np.hanning(y.shape[1])[None, :]
+        spectrum = np.abs(np.fft.fft2((y - y.mean()) * window)) ** 2
+        fy, fx = np.abs(np.fft.fftfreq(y.shape[0]))[:, None], np.abs(np.fft.fftfreq(y.shape[1]))[None, :]
+        return float(spectrum[np.maximum(fy, fx) > 0.5 / scale].sum())
+    return band_energy(sr) / max(band_energy(hr), 1e-12)
