@@ -18,10 +18,13 @@ from training.model import ModelSpec, build_generator
 from training.step import Networks
 
 WEIGHTS_FILENAME = "generator.weights.h5"  # a shipped generator: these weights with model.json beside them
+SRRESNET = "srresnet"  # the checkpoint kept at the end of pre-training (outside the rotation)
+SRRESNET_WEIGHTS = "srresnet.weights.h5"  # the same, shipped
 
 log = logging.getLogger(__name__)
 
 PRETRAIN, GAN = 0, 1  # values of the `phase` variable
+EMA_GENERATOR = "generator_ema"  # the averaged generator's name in a checkpoint: the one exported when present
 
 
 class RunCheckpoints:
@@ -34,9 +37,10 @@ class RunCheckpoints:
         # Optimizer slots exist before any restore, so restored values land at once, not deferred.
         nets.g_optimizer.build(nets.generator.trainable_variables)
         nets.d_optimizer.build(nets.discriminator.trainable_variables)
+        averaged = {} if nets.generator_ema is None else {EMA_GENERATOR: nets.generator_ema}
         self.checkpoint = tf.train.Checkpoint(
             generator=nets.generator, discriminator=nets.discriminator, g_optimizer=nets.g_optimizer,
-            d_optimizer=nets.d_optimizer, step=self.step, epoch=self.epoch, phase=self.phase)
+            d_optimizer=nets.d_optimizer, step=self.step, epoch=self.epoch, phase=self.phase, **averaged)
         self.manager = tf.train.CheckpointManager(self.checkpoint, self.directory, max_to_keep=max_to_keep)
 
     def keep(self, name: str) -> str:
@@ -79,22 +83,36 @@ class TrainedGenerator:
     spec: ModelSpec
     checkpoint: str  # the checkpoint prefix or weights file it was loaded from
     step: int
+    # What it was trained for, from its run's configuration: "distortion" (PSNR-oriented) or "perception" (a GAN).
+    # The end of a pre-training and anything whose run does not say (made before the field existed): distortion.
+    objective: str = "distortion"
+
+
+def _objective(run_config: Path, pretrained_only: bool) -> str:
+    import json
+    if pretrained_only or not run_config.is_file():
+        return "distortion"
+    config = json.loads(run_config.read_text())
+    return (config.get("config", config)).get("objective", "distortion")  # a card holds the run's under "config"
 
 
 def load_generator(checkpoint: str) -> TrainedGenerator:
-    """The float32 generator with the checkpoint's weights; UserError if they cannot be read."""
+    """The float32 generator with the checkpoint's weights (its moving average where the run kept one);
+    UserError if they cannot be read."""
     spec, generator = _empty_generator(Path(checkpoint).parent)
     try:
         reader = tf.train.load_checkpoint(checkpoint)
         step = int(reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE")) if reader.has_tensor(
             "step/.ATTRIBUTES/VARIABLE_VALUE") else 0
-        tf.train.Checkpoint(generator=generator).restore(checkpoint).expect_partial() \
-            .assert_existing_objects_matched()
+        averaged = any(name.startswith(EMA_GENERATOR + "/") for name in reader.get_variable_to_shape_map())
+        tf.train.Checkpoint(**{EMA_GENERATOR if averaged else "generator": generator}).restore(checkpoint) \
+            .expect_partial().assert_existing_objects_matched()
     except (tf.errors.OpError, ValueError, AssertionError, IndexError) as error:  # Index: truncated
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise UserError(f"checkpoint {checkpoint} is unreadable or does not hold a generator of {spec} "
                         f"({first_line[:200]}).") from None
-    return TrainedGenerator(generator, spec, checkpoint, step)
+    objective = _objective(Path(checkpoint).parent.parent / "config.json", Path(checkpoint).name == SRRESNET)
+    return TrainedGenerator(generator, spec, checkpoint, step, objective)
 
 
 def _empty_generator(spec_dir: Path) -> tuple[ModelSpec, keras.Model]:
@@ -124,4 +142,5 @@ def load_weights(path: Path) -> TrainedGenerator:
     if card.is_file():
         import json
         step = int(json.loads(card.read_text()).get("steps", {}).get(weights.name, 0))
-    return TrainedGenerator(generator, spec, str(weights), step)
+    objective = _objective(card, weights.name == SRRESNET_WEIGHTS)
+    return TrainedGenerator(generator, spec, str(weights), step, objective)

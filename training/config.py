@@ -2,10 +2,12 @@
 
 import argparse
 import dataclasses
+import math
 from pathlib import Path
 
 from core.cli import UserError, parser
 from core.model_spec import ModelSpec
+from training.data.photos import TRAIN_SIDES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,6 +23,7 @@ class TrainConfig:
     antialias: bool = False
     augment: bool = True
     channel_shuffle: bool = False  # a random RGB order per crop (colour augmentation)
+    photo_sides: tuple[int, ...] = TRAIN_SIDES  # photos data set: long sides the training photographs are reduced to
     # Model
     model: ModelSpec = ModelSpec()
     # Optimisation
@@ -30,13 +33,24 @@ class TrainConfig:
     pretrain_steps: int = 0
     pixel_loss: str = "mse"  # mse | l1: the pre-training loss
     lr_consistency: float = 0.0  # weight of the L1 between the degraded output and the LR input (both phases)
-    content_loss: str = "vgg"  # vgg | mse | auto (vgg where its weights are on disk, else mse)
+    content_loss: str = "vgg"  # vgg | mse | l1 | auto (vgg where its weights are on disk, else mse)
     vgg_weights: Path | None = None
     vgg_imagenet_preprocessing: bool = False
     learning_rate: float = 1e-4
     lr_schedule: str = "constant"  # constant | cosine (over the pre-training)
     lr_cycles: int = 1  # cosine cycles (warm restarts) in the pre-training, each peak half the one before
     gan_learning_rate: float | None = None  # the generator's in the GAN phase; default: learning_rate
+    gan_warmup: int = 0  # GAN-phase steps over which the generator's rate ramps up from 0
+    disc_learning_rate: float | None = None  # the discriminator's; default: the generator's GAN-phase rate
+    gan_loss: str = "vanilla"  # vanilla (the article's) | ragan (ESRGAN's relativistic average GAN)
+    adversarial_weight: float = 1e-3  # generator loss = content + weight × adversarial (+ consistency)
+    content_weight: float = 1.0  # GAN phase: the weight of the content loss
+    sharpen_target: float = 0.0  # GAN phase: the content loss compares SR with HR unsharp-masked by this amount
+    feature_matching: float = 0.0  # GAN phase: weight of the L1 between D's inner activations on SR and HR
+    disc_high_pass: float = 0.0  # GAN phase: the discriminator sees image − Gaussian blur of this σ (0: the image)
+    colour_weight: float = 0.0  # weight of |mean colour of SR − of LR| (both phases)
+    ema_decay: float = 0.0  # GAN phase: evaluate and export a moving average of the generator (0: off)
+    objective: str = "perception"  # what the model is for: perception (a GAN) | distortion (PSNR); the gate's rules
     residual_init_scale: float = 1.0  # × the initial weights of each residual block's second conv
     init_generator: Path | None = None  # generator weights (.weights.h5) a fresh run starts from
     seed: int | None = None
@@ -60,7 +74,7 @@ PRESETS = {
     # Runs anywhere in minutes: the article's networks on photographs shipped with scikit-image, pixel-MSE
     # content loss (the article's alternative, needing no ImageNet weights), mostly generator pre-training
     # since a GAN step costs several times more on a CPU.
-    "demo": TrainConfig(preset="demo", dataset="auto", epochs=2, steps_per_epoch=4, batch_size=4,
+    "demo": TrainConfig(preset="demo", objective="distortion", dataset="auto", epochs=2, steps_per_epoch=4, batch_size=4,
                         pretrain_steps=24, content_loss="mse", checkpoint_every=1, log_every=4,
                         out_dir=Path("runs/demo")),
     # A real model on a 2-core CPU: the article's generator, unchanged, pre-trained on the photographs that
@@ -70,12 +84,24 @@ PRESETS = {
     # by a random RGB order per crop and the LR-consistency term, then a short GAN fine-tune with the
     # article's losses (and the same consistency term). Mixed bfloat16 where it is native and faster: it
     # followed float32 within 0.03 dB over the first 5 000 steps (benchmarks/results/precision).
-    "photos": TrainConfig(preset="photos", dataset="photos", crop_size=96, eval_size=256, antialias=True,
+    "photos": TrainConfig(preset="photos", objective="distortion", dataset="photos", crop_size=96, eval_size=256, antialias=True,
                           channel_shuffle=True, epochs=3, steps_per_epoch=40, batch_size=16, pretrain_steps=15_000,
                           pixel_loss="l1", lr_consistency=1.0, content_loss="auto", learning_rate=2e-4,
                           lr_schedule="cosine", lr_cycles=3, gan_learning_rate=1e-5, residual_init_scale=0.1, seed=1,
                           precision="auto",
                           checkpoint_every=1, log_every=25, eval_every=250, out_dir=Path("runs/photos")),
+    # The perceptual model: the GAN phase alone, started from the photos preset's SRResNet, on the same data.
+    # No VGG19 weights are needed: L1 content against an unsharp-masked HR (Real-ESRGAN), ESRGAN's
+    # relativistic average GAN with a weight that makes the discriminator's signal count against L1, the
+    # LR-consistency term kept so that colour stays the input's. Chosen by short runs (docs/training.md).
+    "photos-gan": TrainConfig(preset="photos-gan", dataset="photos", crop_size=96, eval_size=256, antialias=True,
+                              channel_shuffle=True, epochs=20, steps_per_epoch=250, batch_size=16,
+                              pretrain_steps=0, lr_consistency=1.0, content_loss="l1", learning_rate=1e-4,
+                              disc_learning_rate=1e-4, gan_loss="ragan", adversarial_weight=5e-3,
+                              sharpen_target=0.5,
+                              init_generator=Path("training/pretrained/photos/srresnet.weights.h5"), seed=1,
+                              precision="auto", checkpoint_every=1, log_every=25,
+                              out_dir=Path("runs/photos-gan")),
 }
 
 _MODEL_FLAGS = {"channels": int, "residual_blocks": int, "disc_channels": int, "disc_dense": int,
@@ -89,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
                "its latest checkpoint.", argument_default=argparse.SUPPRESS)
     p.add_argument("--preset", choices=sorted(PRESETS), default="demo",
                    help="demo: runs in minutes on a CPU, no download; photos: trains a real model on a CPU "
-                        "(~3 h on 2 cores), no download; seed: the article's settings on CelebA")
+                        "(~3 h on 2 cores), no download; photos-gan: the perceptual model, a GAN phase started from "
+                        "photos' SRResNet, no VGG19 weights needed; seed: the article's settings on CelebA")
     data = p.add_argument_group("data")
     data.add_argument("--dataset", choices=["auto", "demo", "photos", "celeba", "folder"],
                       help="auto: demo without --data-dir, celeba for img_align_celeba, else folder; "
@@ -102,6 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--antialias", action=argparse.BooleanOptionalAction,
                       help="antialiased bicubic downsampling (the literature's benchmarks) instead of the "
                            "article's plain tf.image.resize bicubic")
+    data.add_argument("--photo-sides", type=int, nargs="+",
+                      help="photos data set: the long sides (pixels) each training photograph is reduced to, one "
+                           "copy per side; smaller sides reduce JPEG's 8×8 blocks, which a discriminator would "
+                           "otherwise learn as a mark of real photographs")
     data.add_argument("--augment", action=argparse.BooleanOptionalAction,
                       help="the article's flip/saturation/brightness/contrast/hue augmentation")
     data.add_argument("--channel-shuffle", action=argparse.BooleanOptionalAction,
@@ -123,9 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--lr-consistency", type=float,
                      help="weight of the L1 between the output degraded as the data is and the LR input, in "
                           "both phases: ties the output's colour and low frequencies to the input (0: off)")
-    opt.add_argument("--content-loss", choices=["vgg", "mse", "auto"],
-                     help="vgg: MSE of VGG19 block5_conv4 features (article); mse: pixel MSE; auto: vgg "
-                          "when the weights are on disk (--vgg-weights or Keras' cache), else mse")
+    opt.add_argument("--content-loss", choices=["vgg", "mse", "l1", "auto"],
+                     help="the GAN phase's content loss. vgg: MSE of VGG19 block5_conv4 features (article); "
+                          "mse: pixel MSE; l1: pixel L1 (ESRGAN); auto: vgg when the weights are on disk "
+                          "(--vgg-weights or Keras' cache), else mse")
     opt.add_argument("--vgg-weights", type=Path, help="VGG19 ImageNet weights file (notop .h5)")
     opt.add_argument("--vgg-imagenet-preprocessing", action=argparse.BooleanOptionalAction,
                      help="feed VGG19 its ImageNet input (BGR, mean-subtracted) instead of the article's "
@@ -138,6 +170,34 @@ def build_parser() -> argparse.ArgumentParser:
                           "each peak half the one before (warm restarts)")
     opt.add_argument("--gan-learning-rate", type=float,
                      help="the generator's rate in the GAN phase (default: --learning-rate)")
+    opt.add_argument("--gan-warmup", type=int,
+                     help="GAN-phase steps over which the generator's rate ramps up linearly from 0 (0: none)")
+    opt.add_argument("--disc-learning-rate", type=float,
+                     help="the discriminator's Adam rate (default: the generator's GAN-phase rate)")
+    opt.add_argument("--gan-loss", choices=["vanilla", "ragan"],
+                     help="vanilla: the article's sigmoid cross-entropy GAN; ragan: ESRGAN's relativistic "
+                          "average GAN")
+    opt.add_argument("--adversarial-weight", type=float,
+                     help="weight of the adversarial term in the generator's loss (article: 1e-3)")
+    opt.add_argument("--content-weight", type=float,
+                     help="GAN phase: weight of the content loss in the generator's (article: 1)")
+    opt.add_argument("--sharpen-target", type=float,
+                     help="GAN phase: compare SR with HR unsharp-masked by this amount (Real-ESRGAN; 0: off)")
+    opt.add_argument("--feature-matching", type=float,
+                     help="GAN phase: weight of the L1 between the discriminator's inner activations on SR and on "
+                          "HR, a perceptual loss that needs no ImageNet weights (0: off)")
+    opt.add_argument("--disc-high-pass", type=float,
+                     help="GAN phase: the discriminator judges the image minus its Gaussian blur of this σ "
+                          "(frequency separation: texture only; 0: the whole image)")
+    opt.add_argument("--colour-weight", type=float,
+                     help="weight of the L1 between the mean colour of the output and of the LR input, in both "
+                          "phases: a direct pull against casts (0: off)")
+    opt.add_argument("--ema-decay", type=float,
+                     help="GAN phase: keep an exponential moving average of the generator's weights with this "
+                          "decay (e.g. 0.999) and evaluate and export it (0: off)")
+    opt.add_argument("--objective", choices=["perception", "distortion"],
+                     help="what the model is for, recorded in the run and its exports: perception (a GAN, gated by "
+                          "NIQE) or distortion (PSNR-oriented, gated by PSNR)")
     opt.add_argument("--residual-init-scale", type=float,
                      help="scale of the initial weights of each residual block's second conv")
     opt.add_argument("--init-generator", type=Path,
@@ -194,8 +254,11 @@ def _preset_defaults(p: argparse.ArgumentParser) -> None:
 # (field, smallest allowed value) for every number a flag sets; None values mean "the default" and pass.
 _MINIMUMS = {"max_images": 1, "crop_size": 1, "eval_size": 1, "epochs": 0, "steps_per_epoch": 1, "batch_size": 1,
              "pretrain_steps": 0, "checkpoint_every": 1, "keep_checkpoints": 1, "log_every": 1, "eval_every": 0,
-             "logical_cpus": 1, "lr_cycles": 1}
-_POSITIVE_FLOATS = ("learning_rate", "gan_learning_rate", "residual_init_scale")
+             "logical_cpus": 1, "lr_cycles": 1, "gan_warmup": 0}
+_SIDE_MINIMUM = 16
+_POSITIVE_FLOATS = ("learning_rate", "gan_learning_rate", "disc_learning_rate", "residual_init_scale")
+_NON_NEGATIVE_FLOATS = ("lr_consistency", "adversarial_weight", "content_weight", "sharpen_target", "colour_weight",
+                        "feature_matching", "disc_high_pass")
 
 
 def _flag(field: str) -> str:
@@ -208,8 +271,9 @@ def validate(config: TrainConfig) -> TrainConfig:
         value = getattr(config, name)
         if value is not None and value < minimum:
             raise UserError(f"{_flag(name)} must be {'at least 1' if minimum else '0 or more'}, got {value}.")
-    if config.lr_consistency < 0:
-        raise UserError(f"--lr-consistency must be 0 or more, got {config.lr_consistency}.")
+    for name in _NON_NEGATIVE_FLOATS:
+        if not getattr(config, name) >= 0:
+            raise UserError(f"{_flag(name)} must be 0 or more, got {getattr(config, name)}.")
     if config.init_generator is not None and not config.init_generator.is_file():
         raise UserError(f"--init-generator {config.init_generator} is not a file; pass a .weights.h5 file such "
                         "as training/pretrained/photos/srresnet.weights.h5.")
@@ -217,11 +281,19 @@ def validate(config: TrainConfig) -> TrainConfig:
         value = getattr(config, name)
         if value is not None and not value > 0:
             raise UserError(f"{_flag(name)} must be a positive number, got {value}.")
+    if any(side < _SIDE_MINIMUM for side in config.photo_sides):
+        raise UserError(f"--photo-sides must be at least {_SIDE_MINIMUM} pixels each, got "
+                        f"{' '.join(map(str, config.photo_sides))}.")
+    if not 0 <= config.ema_decay < 1:
+        raise UserError(f"--ema-decay must be 0 (off) or between 0 and 1, such as 0.999; got {config.ema_decay}.")
     scale = config.model.scale
     for name in ("crop_size", "eval_size"):
         value = getattr(config, name)
         if value is not None and value % scale:
             raise UserError(f"{_flag(name)} must be a multiple of the scale ({scale}), got {value}.")
+    multiple = math.lcm(16, scale)  # the discriminator halves the crop four times
+    if config.crop_size % multiple:
+        raise UserError(f"--crop-size must be a multiple of {multiple}, got {config.crop_size}.")
     return config
 
 
@@ -238,6 +310,7 @@ def command_line(saved: dict) -> str:
             flags += [f"{_flag(k)} {v}" for k, v in value.items() if k in _MODEL_FLAGS and v != default["model"][k]]
         elif name not in ("preset", "out_dir") and value != default.get(name) and value is not None:
             flags.append(_flag(name) if value is True else f"--no-{_flag(name)[2:]}" if value is False
+                         else f"{_flag(name)} {' '.join(map(str, value))}" if isinstance(value, list)
                          else f"{_flag(name)} {value}")
     return " ".join([f"python -m training.run --preset {saved['preset']}", *flags])
 
@@ -245,6 +318,8 @@ def command_line(saved: dict) -> str:
 def config_from_args(argv: list[str] | None = None) -> TrainConfig:
     """The preset, with every flag given on the command line replacing its value."""
     args = vars(build_parser().parse_args(argv))
+    if "photo_sides" in args:
+        args["photo_sides"] = tuple(args["photo_sides"])
     preset = PRESETS[args.pop("preset", "demo")]
     model_changes = {k: args.pop(k) for k in list(args) if k in _MODEL_FLAGS}
     config = dataclasses.replace(preset, **args)

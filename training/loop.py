@@ -9,7 +9,7 @@ from tqdm import tqdm
 
 from core.contract import to_uint8, to_unit
 from training import metrics, samples
-from training.checkpointing import GAN, PRETRAIN, RunCheckpoints
+from training.checkpointing import GAN, PRETRAIN, SRRESNET, RunCheckpoints
 from training.interrupt import StopRequest
 from training.run_log import RunLog
 from training.step import TrainSteps
@@ -74,8 +74,11 @@ class Trainer:
                         self.evaluate("pretrain-curve", self.out_dir / "samples" / "pretrain_000000.png")
                     self._pretrain(done, stop)
                     self.evaluate("pretrain", self.out_dir / "samples" / "pretrain.png")
-                    if self.write_files:
-                        self.ckpt.keep("srresnet")  # the pre-trained generator, kept past the rotation
+                self._start_average()
+                if not s.pretrain_steps:  # a GAN-only run: where its starting generator stands, for the curve
+                    self.evaluate("start", self.out_dir / "samples" / "start.png")
+                if done < s.pretrain_steps and self.write_files:
+                    self.ckpt.keep(SRRESNET)  # the pre-trained generator, kept past the rotation
                 self.ckpt.phase.assign(GAN)
                 if s.pretrain_steps:
                     self._checkpoint()
@@ -88,6 +91,13 @@ class Trainer:
                 self.evaluate("epoch", self.out_dir / "samples" / f"epoch_{epoch + 1:04d}.png")
                 if (epoch + 1) % s.checkpoint_every == 0 or epoch + 1 == s.epochs:
                     self._checkpoint()
+
+    def _start_average(self) -> None:
+        """The GAN phase's moving average starts from the generator as the phase begins (pre-trained here, or
+        loaded by --init-generator)."""
+        nets = self.steps.nets
+        if nets.generator_ema is not None:
+            nets.generator_ema.set_weights(nets.generator.get_weights())
 
     def _pretrain(self, done: int, stop: StopRequest) -> None:
         """Pre-training up to its last step, evaluated and checkpointed every `eval_every` steps."""
@@ -144,15 +154,19 @@ class Trainer:
     # -- evaluation on the held-out images ------------------------------------------------------------
     def evaluate(self, kind: str, sheet_path: Path) -> dict:
         h = self.held_out
-        sr = to_uint8(self.steps.nets.generator(h.lr_unit, training=False))
+        nets = self.steps.nets
+        generator = nets.generator if int(self.ckpt.phase.numpy()) == PRETRAIN else nets.generator_to_evaluate
+        sr = to_uint8(generator(h.lr_unit, training=False))
         self.last_quality = metrics.quality_report(sr, h.bicubic, h.hr, h.scale)
         if self.write_files:
             samples.save_sample_sheet(h.bicubic, sr, h.hr, sheet_path)
             self.log.record(kind, int(self.ckpt.step.numpy()),
                             {"epoch": int(self.ckpt.epoch.numpy()), **self.last_quality})
         q = self.last_quality
+        niqe = "" if q["niqe"] is None else (f", NIQE {q['niqe']:.2f} (bicubic {q['niqe_bicubic']:.2f}, "
+                                             f"HR {q['niqe_hr']:.2f})")
         tqdm.write(f"  held-out PSNR {q['psnr']:.2f} dB, SSIM {q['ssim']:.4f} "
-                   f"(bicubic {q['psnr_bicubic']:.2f} dB, {q['ssim_bicubic']:.4f}); worst "
+                   f"(bicubic {q['psnr_bicubic']:.2f} dB, {q['ssim_bicubic']:.4f}){niqe}; worst "
                    f"{q['worst_gain']:+.2f} dB, {q['below_bicubic']} below bicubic, colour shift ≤ "
                    f"{q['colour_shift_max']:.2f} → {sheet_path.name}")
         return q

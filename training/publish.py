@@ -33,7 +33,7 @@ def _scores(generator, pairs, scale: int) -> dict:
 def publish(config: PublishConfig) -> dict:
     import tensorflow as tf
 
-    from training.checkpointing import WEIGHTS_FILENAME, load_generator
+    from training.checkpointing import SRRESNET, SRRESNET_WEIGHTS, WEIGHTS_FILENAME, load_generator
     from training.data import photos
     from training.evaluation import held_out_pairs
 
@@ -49,11 +49,12 @@ def publish(config: PublishConfig) -> dict:
     final = load_generator(latest)
     final.model.save_weights(str(config.out / WEIGHTS_FILENAME))
     final.spec.save(config.out)
-    held_out = {"final": _scores(final.model, pairs, final.spec.scale)}
-    srresnet_prefix = config.run_dir / "checkpoints" / "srresnet"
+    from training.evaluation import hr_niqe
+    held_out = {"final": _scores(final.model, pairs, final.spec.scale), "hr": hr_niqe(pairs, final.spec.scale)}
+    srresnet_prefix = config.run_dir / "checkpoints" / SRRESNET
     if Path(f"{srresnet_prefix}.index").exists():
         srresnet = load_generator(str(srresnet_prefix))
-        srresnet.model.save_weights(str(config.out / "srresnet.weights.h5"))
+        srresnet.model.save_weights(str(config.out / SRRESNET_WEIGHTS))
         held_out["srresnet"] = {"model": _scores(srresnet.model, pairs, srresnet.spec.scale)["model"]}
     if (config.run_dir / "metrics.jsonl").is_file():
         shutil.copy(config.run_dir / "metrics.jsonl", config.out / "metrics.jsonl")
@@ -61,13 +62,15 @@ def publish(config: PublishConfig) -> dict:
         config.run_dir / "summary.json").is_file() else {}
     steps = {WEIGHTS_FILENAME: final.step}
     if "srresnet" in held_out:
-        steps["srresnet.weights.h5"] = srresnet.step
+        steps[SRRESNET_WEIGHTS] = srresnet.step
+    recipe = {k: v for k, v in run_config.items() if k != "out_dir"}  # where it ran is not part of the recipe
     card = {
-        "command": command_line(run_config),
-        "step": final.step, "steps": steps, "config": run_config, "data": photos.catalogue(),
+        "command": command_line(run_config), "objective": final.objective,
+        "step": final.step, "steps": steps, "config": recipe, "data": photos.catalogue(),
         "held_out_evaluation": {"photos": [p.name for p in pairs], "scale": final.spec.scale,
                                 "degradation": "antialiased bicubic" if run_config["antialias"] else "bicubic",
-                                "metric": f"PSNR/SSIM on Y (BT.601), {final.spec.scale}-pixel border cropped"},
+                                "metric": f"PSNR/SSIM and NIQE on Y (BT.601), {final.spec.scale}-pixel border "
+                                          "cropped"},
         "held_out": held_out, "training_summary": summary,
     }
     (config.out / "card.json").write_text(json.dumps(card, indent=2) + "\n")
@@ -87,8 +90,8 @@ def main(argv=None) -> int:
         against = "" if name == "bicubic" else (
             f"  {result['gain']:+.2f} dB over bicubic, worst {result['worst']} {result['worst_gain']:+.2f} dB, "
             f"{result['below_bicubic']} below bicubic")
-        print(f"{name:9s} PSNR {result['psnr']:.2f} dB  SSIM {result['ssim']:.4f}  largest colour shift "
-              f"{result['colour_shift_max']:.2f}{against}")
+        print(f"{name:9s} PSNR {result['psnr']:.2f} dB  SSIM {result['ssim']:.4f}  NIQE {result['niqe']:.2f}  "
+              f"largest colour shift {result['colour_shift_max']:.2f}{against}")
     print(f"written {config.out}")
     return 0
 

@@ -3,7 +3,6 @@
 import dataclasses
 import json
 import logging
-import math
 import sys
 import time
 from pathlib import Path
@@ -20,8 +19,11 @@ def _content_loss(config: TrainConfig):
         kind = "vgg" if config.vgg_weights or vgg_weights_on_disk() else "mse"
         print(f"content loss: {kind} ({'VGG19 weights found' if kind == 'vgg' else 'no VGG19 weights on disk'})",
               flush=True)
-    if kind == "mse":
-        return losses.pixel_mse
+    if kind in losses.PIXEL_LOSSES:
+        pixel = losses.PIXEL_LOSSES[kind]
+        return losses.SharpenedTarget(pixel, config.sharpen_target) if config.sharpen_target else pixel
+    if config.sharpen_target:
+        raise UserError("--sharpen-target applies to a pixel content loss (mse or l1), not to vgg.")
     return losses.VggContentLoss(load_vgg_features(config.vgg_weights), config.vgg_imagenet_preprocessing)
 
 
@@ -50,7 +52,7 @@ def train(config: TrainConfig) -> dict:
     from training.loop import HeldOut, Schedule, Trainer
     from training.model import build_discriminator, build_generator
     from training.run_log import RunLog
-    from training.losses import PIXEL_LOSSES, LowResolutionConsistency
+    from training.losses import GAN_LOSSES, PIXEL_LOSSES, HighPass, LowResolutionConsistency
     from training.samples import bicubic_upscale, save_held_out
     from training.schedule import PretrainThenGan
     from training.step import Networks, TrainSteps
@@ -72,23 +74,13 @@ def train(config: TrainConfig) -> dict:
     replicas = strategy.num_replicas_in_sync
     if config.batch_size % replicas:
         raise UserError(f"--batch-size {config.batch_size} must be a multiple of the {replicas} replicas.")
-    multiple = math.lcm(16, config.model.scale)  # the discriminator halves the crop four times
-    if config.crop_size % multiple:
-        raise UserError(f"--crop-size must be a multiple of {multiple}, got {config.crop_size}.")
-    if config.eval_size is not None and (config.eval_size < 1 or config.eval_size % config.model.scale):
-        raise UserError(f"--eval-size must be a positive multiple of {config.model.scale}, got {config.eval_size}.")
-    if config.eval_every < 0:
-        raise UserError(f"--eval-every must be 0 (at the end only) or a number of steps, got {config.eval_every}.")
-    if not config.residual_init_scale > 0:
-        raise UserError(f"--residual-init-scale must be positive, got {config.residual_init_scale}.")
-    if config.gan_learning_rate is not None and not config.gan_learning_rate > 0:
-        raise UserError(f"--gan-learning-rate must be positive, got {config.gan_learning_rate}.")
 
     with strategy.scope():
         content_loss = _content_loss(config)  # first: a missing VGG19 stops the run before any work
 
     kind = sources.detect_kind(config.data_dir) if config.dataset == "auto" else config.dataset
-    manifest = sources.prepare(kind, config.data_dir, config.cache_dir, config.crop_size, config.max_images)
+    manifest = sources.prepare(kind, config.data_dir, config.cache_dir, config.crop_size, config.max_images,
+                               config.photo_sides)
     print(f"data ({kind}): {manifest.report.summary()}; {len(manifest.train)} for training, "
           f"{len(manifest.test)} held out", flush=True)
 
@@ -106,12 +98,19 @@ def train(config: TrainConfig) -> dict:
     with strategy.scope():
         gan_rate = config.gan_learning_rate or config.learning_rate
         g_rate = PretrainThenGan(config.learning_rate, config.pretrain_steps, gan_rate,
-                                 cosine=config.lr_schedule == "cosine", cycles=config.lr_cycles)
-        nets = Networks(build_generator(config.model, residual_init_scale=config.residual_init_scale),
-                        build_discriminator(config.model, config.crop_size),
-                        _optimizer(config, g_rate), _optimizer(config, gan_rate), content_loss,
-                        PIXEL_LOSSES[config.pixel_loss], LowResolutionConsistency(config.antialias),
-                        config.lr_consistency)
+                                 cosine=config.lr_schedule == "cosine", cycles=config.lr_cycles,
+                                 gan_warmup=config.gan_warmup)
+        nets = Networks(
+            build_generator(config.model, residual_init_scale=config.residual_init_scale),
+            build_discriminator(config.model, config.crop_size),
+            _optimizer(config, g_rate), _optimizer(config, config.disc_learning_rate or gan_rate), content_loss,
+            pixel_loss=PIXEL_LOSSES[config.pixel_loss], consistency_loss=LowResolutionConsistency(config.antialias),
+            consistency_weight=config.lr_consistency, adversarial=GAN_LOSSES[config.gan_loss],
+            adversarial_weight=config.adversarial_weight, content_weight=config.content_weight,
+            colour_weight=config.colour_weight, feature_matching_weight=config.feature_matching,
+            generator_ema=build_generator(config.model, name="generator_ema") if config.ema_decay else None,
+            ema_decay=config.ema_decay,
+            discriminator_input=HighPass(config.disc_high_pass) if config.disc_high_pass else None)
         # Non-chief workers of a multi-worker run write their (identical) checkpoints where nobody reads them.
         checkpoint_dir = (out_dir / "checkpoints" if chief
                           else out_dir / f".worker-{strategy.cluster_resolver.task_id}")

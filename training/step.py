@@ -25,12 +25,47 @@ class Networks:
     pixel_loss: object = losses.pixel_mse  # (hr, sr) -> per-example loss of the pre-training
     consistency_loss: object = None  # (lr, sr) -> per-example loss, added in both phases with its weight
     consistency_weight: float = 0.0
+    adversarial: losses.Adversarial = losses.GAN_LOSSES["vanilla"]
+    adversarial_weight: float = losses.ADVERSARIAL_WEIGHT
+    content_weight: float = 1.0  # of the GAN phase's content loss
+    colour_weight: float = 0.0  # of the mean-colour term (losses.mean_colour_difference), both phases
+    # An exponential moving average of the generator's weights, updated after each GAN step: what is evaluated
+    # and exported when present (ESRGAN's and Real-ESRGAN's practice: it smooths the GAN's step-to-step swings).
+    generator_ema: keras.Model | None = None
+    ema_decay: float = 0.0
+    # Discriminator feature matching: the L1 between D's inner activations on SR and on HR, a perceptual loss
+    # that needs no ImageNet weights (Salimans et al. 2016; pix2pixHD). 0: off.
+    feature_matching_weight: float = 0.0
+    discriminator_input: object = None  # images -> what the discriminator sees (losses.HighPass); None: the images
+
+    def discriminate(self, images):
+        """(logits, inner activations or [] when feature matching is off) of the discriminator."""
+        if self.discriminator_input is not None:
+            images = self.discriminator_input(images)
+        if not self.feature_matching_weight:
+            return self.discriminator(images, training=True), []
+        *features, logits = self._discriminator_features(images, training=True)
+        return logits, features
+
+    @functools.cached_property
+    def _discriminator_features(self) -> keras.Model:
+        # The same layers (and weights): the activation after each stride-2 conv, then the logits.
+        d = self.discriminator
+        taps = [d.get_layer(f"lrelu{i}").output for i in (2, 4, 6, 8)]
+        return keras.Model(d.inputs, [*taps, d.output], name="discriminator_features")
+
+    @property
+    def generator_to_evaluate(self) -> keras.Model:
+        return self.generator if self.generator_ema is None else self.generator_ema
 
     def consistency(self, lr, sr):
-        """The weighted LR-consistency term per example, or 0 when it is off."""
-        if not self.consistency_weight:
-            return tf.zeros([tf.shape(sr)[0]])
-        return self.consistency_weight * self.consistency_loss(lr, sr)
+        """The weighted LR-consistency and mean-colour terms per example (0 when both are off)."""
+        total = tf.zeros([tf.shape(sr)[0]])
+        if self.consistency_weight:
+            total += self.consistency_weight * self.consistency_loss(lr, sr)
+        if self.colour_weight:
+            total += self.colour_weight * losses.mean_colour_difference(lr, sr)
+        return total
 
 
 def _scale(optimizer, loss):
@@ -56,12 +91,21 @@ class TrainSteps:
                            "gan": compilation.gradient_functions(self._gan_gradients)}
         self._replicas = {"pretrain": self._pretrain_replica, "gan": self._gan_replica}
         self._compiled = {}
+        self._average_weights = tf.function(self._update_ema)
 
     def pretrain(self, batch) -> dict:
         return self._step("pretrain", batch)
 
     def gan(self, batch) -> dict:
-        return self._step("gan", batch)
+        logs = self._step("gan", batch)
+        if self.nets.generator_ema is not None:
+            self._average_weights()
+        return logs
+
+    def _update_ema(self):
+        decay = self.nets.ema_decay
+        for average, current in zip(self.nets.generator_ema.weights, self.nets.generator.weights):
+            average.assign(decay * average + (1.0 - decay) * tf.cast(current, average.dtype))
 
     def _step(self, phase: str, batch) -> dict:
         step = self._compiled.get(phase)
@@ -99,20 +143,28 @@ class TrainSteps:
             sr = g(lr, training=True)
             # Real and fake in separate calls, not one concatenated batch: the generator's gradient then
             # flows back through the discriminator for the fake half only.
-            real_logits = d(hr, training=True)
-            fake_logits = d(sr, training=True)
+            real_logits, real_features = self.nets.discriminate(hr)
+            fake_logits, fake_features = self.nets.discriminate(sr)
             content = self._average(self.nets.content_loss(hr, sr))
-            adversarial = self._average(losses.generator_adversarial(fake_logits))
+            matching = (self._average(losses.feature_matching(real_features, fake_features)) if real_features
+                        else tf.zeros([]))
+            gan = self.nets.adversarial
+            adversarial = self._average(gan.generator(real_logits, fake_logits))
             consistency = self._average(self.nets.consistency(lr, sr))
-            g_loss = content + losses.ADVERSARIAL_WEIGHT * adversarial + consistency
-            d_loss = self._average(losses.discriminator_loss(real_logits, fake_logits))
+            g_loss = (self.nets.content_weight * content + self.nets.adversarial_weight * adversarial + consistency
+                      + self.nets.feature_matching_weight * matching)
+            d_loss = self._average(gan.discriminator(real_logits, fake_logits))
             g_scaled, d_scaled = _scale(self.nets.g_optimizer, g_loss), _scale(self.nets.d_optimizer, d_loss)
         g_grads = g_tape.gradient(g_scaled, g.trainable_variables)
         d_grads = d_tape.gradient(d_scaled, d.trainable_variables)
-        logs = {"g_loss": g_loss, "d_loss": d_loss, "content_loss": content,
+        real_decision, fake_decision = gan.decision_logits(real_logits, fake_logits)
+        logs = {"g_loss": g_loss, "d_loss": d_loss, "content_loss": content, "feature_matching_loss": matching,
                 "adversarial_loss": adversarial, "consistency_loss": consistency,
-                "d_real": self._average(tf.reduce_mean(tf.sigmoid(real_logits), axis=[1, 2, 3])),
-                "d_fake": self._average(tf.reduce_mean(tf.sigmoid(fake_logits), axis=[1, 2, 3]))}
+                "d_real": self._average(tf.reduce_mean(tf.sigmoid(real_decision), axis=[1, 2, 3])),
+                "d_fake": self._average(tf.reduce_mean(tf.sigmoid(fake_decision), axis=[1, 2, 3])),
+                # The share of patches the discriminator classes right: 0.5 each is chance, i.e. no signal.
+                "d_real_accuracy": self._average(losses.accuracy(real_decision, real=True)),
+                "d_fake_accuracy": self._average(losses.accuracy(fake_decision, real=False))}
         return g_grads, d_grads, logs
 
     def _pretrain_replica(self, gradients, lr, hr):

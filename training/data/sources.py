@@ -94,8 +94,9 @@ def demo_photo_dir() -> Path:
 
 
 def prepare(kind: str, data_dir: Path | None, cache_dir: Path, crop_size: int,
-            limit: int | None = None) -> Manifest:
-    """Prepare (or reuse) the cache for a source and return its manifest."""
+            limit: int | None = None, photo_sides: tuple[int, ...] = photos.TRAIN_SIDES) -> Manifest:
+    """Prepare (or reuse) the cache for a source and return its manifest. `photo_sides`: the long sides the
+    photos data set's training photographs are reduced to (one copy each)."""
     if kind == "demo":
         if crop_size > DEMO_TILE:
             raise UserError(f"the demo data set has {DEMO_TILE}×{DEMO_TILE} tiles; use --crop-size "
@@ -111,7 +112,7 @@ def prepare(kind: str, data_dir: Path | None, cache_dir: Path, crop_size: int,
             raise UserError("the photos data set needs scikit-image and matplotlib (pip install scikit-image "
                             "matplotlib), or pass --data-dir with your own images.")
         files = [photo.path() for photo in train + held_out]
-        builder = functools.partial(_build_photos, train, held_out)
+        builder = functools.partial(_build_photos, train, held_out, sides=tuple(photo_sides))
     else:
         if data_dir is None or not data_dir.is_dir():
             raise UserError(f"data folder {data_dir} does not exist; pass --data-dir with a folder of images"
@@ -121,7 +122,9 @@ def prepare(kind: str, data_dir: Path | None, cache_dir: Path, crop_size: int,
     if len(files) < HELD_OUT + 1:
         raise UserError(f"{data_dir} has {len(files)} image files; at least {HELD_OUT + 1} are needed "
                         f"({HELD_OUT} are held out for testing).")
-    target = cache_dir / f"{kind}-{crop_size}-{_fingerprint(files, crop_size)}"
+    sides = "" if kind != "photos" or tuple(photo_sides) == photos.TRAIN_SIDES else "-sides" + "-".join(
+        map(str, photo_sides))
+    target = cache_dir / f"{kind}-{crop_size}-{_fingerprint(files, crop_size)}{sides}"
     if (target / _MANIFEST).exists():
         return Manifest.load(target)
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -259,10 +262,11 @@ def _build_demo(files: list[Path], out_dir: Path, crop_size: int) -> Manifest:
     return Manifest("demo", tuple(train), tuple(test), report, DEMO_TILE)
 
 
-def _build_photos(train: list, held_out: list, files: list[Path], out_dir: Path, crop_size: int) -> Manifest:
+def _build_photos(train: list, held_out: list, files: list[Path], out_dir: Path, crop_size: int,
+                  sides: tuple[int, ...] = photos.TRAIN_SIDES) -> Manifest:
     """Every photograph stored once as RGB PNG (grey ones too, so tf.data decodes them all the same way): each
-    training photograph at every side of `photos.TRAIN_SIDES` it exceeds (and once as it is when smaller),
-    each held-out one reduced to `photos.HELD_OUT_SIDE`."""
+    training photograph at every one of `sides` it exceeds (and once as it is when smaller), each held-out one
+    reduced to `photos.HELD_OUT_SIDE`."""
     report = ImageReport()
 
     def store(photo, role: str) -> list[str]:
@@ -271,9 +275,8 @@ def _build_photos(train: list, held_out: list, files: list[Path], out_dir: Path,
             return []
         if role == "held-out":
             return [_save_once(photos.reduce(rgb, photos.HELD_OUT_SIDE), out_dir / role / f"{photo.name}.png")]
-        sides = [side for side in photos.TRAIN_SIDES if max(rgb.shape[:2]) > side] or [max(rgb.shape[:2])]
         kept = []
-        for side in sides:
+        for side in [side for side in sides if max(rgb.shape[:2]) > side] or [max(rgb.shape[:2])]:
             reduced = photos.reduce(rgb, side)
             if min(reduced.shape[:2]) >= crop_size:
                 kept.append(_save_once(reduced, out_dir / role / f"{photo.name}-{side}.png"))
