@@ -1,16 +1,26 @@
-"""Picture quality of exported model versions against bicubic and Lanczos, on photographs never trained on.
+"""Picture quality of exported model versions and shipped generators against bicubic and Lanczos, on photographs
+never trained on and on the standard benchmark sets.
 
     python benchmarks/quality.py                                     # newest version, held-out photographs
-    python benchmarks/quality.py --versions 1,2 --backends onnx,savedmodel --images ~/photos --out results/q
+    python benchmarks/quality.py --model-dir models/srgan --model-dir models/srgan_gan \
+        --dataset Set5=~/sr/Set5 --dataset Set14=~/sr/Set14        # both models, beside the SRGAN paper
+    python benchmarks/quality.py --weights training/pretrained/photos --weights training/pretrained/photos-gan \
+        --sweep training/pretrained/photos training/pretrained/photos-gan   # + the α sweep
 
-Each photograph is cropped to a multiple of 4 and degraded as training degrades it (antialiased bicubic ×4;
-`--no-antialias` for the article's plain bicubic), then upscaled by every version on every backend and by
-the classical baselines. Reported per photograph and overall, by the same code as training's held-out
-evaluation: PSNR and SSIM on Y (BT.601, 4-pixel border cropped) and their gain over bicubic, the colour shift
-(mean SR − HR per RGB channel, in uint8 levels), the worst photograph's gain and how many photographs are below
-bicubic. Writes quality.json, quality.md, comparison.png (bicubic | each model | original with a zoomed detail,
-for the worst photographs and a sky, water, saturated and face picture) and, from the training run's
-metrics.jsonl, learning_curve.png (the mean and the worst held-out crop against bicubic).
+Held-out photographs are cropped to a multiple of 4 and degraded as training degrades them (antialiased bicubic
+×4; `--no-antialias` for the article's plain bicubic). A benchmark set (`--dataset NAME=DIR`, repeatable) is read
+as its papers read it (training.benchmark_sets: its own LR where it ships one, HR cropped to a multiple of 4).
+Every model and the classical baselines upscale every image. Reported per set, by the same code as training's
+held-out evaluation: PSNR and SSIM on Y (BT.601, 4-pixel border cropped) and their gain over bicubic; NIQE
+(training.niqe; lower is more natural; HR's own NIQE is the floor; images under 192 pixels a side get none and
+are counted); the high-frequency energy ratio against HR in the band the ×4 LR lacks (a diagnostic); the colour
+shift (mean SR − HR per RGB channel, in uint8 levels), the worst photograph's gain and how many photographs are
+below bicubic. The SRGAN paper's figures stand beside Set5, Set14 and BSD100.
+
+Writes quality.json, quality.md, comparison.png (bicubic | each model | original with a zoomed detail),
+textures.png (1:1 crops of foliage, fur, hair and fabric, water), learning_curve.png (from the training run's
+metrics.jsonl: PSNR, NIQE, the discriminator's accuracy) and, with --sweep, perception_distortion.png: ESRGAN's
+network interpolation θ = (1 − α)·θ_PSNR + α·θ_GAN at each --alphas, PSNR against NIQE.
 """
 
 import argparse
@@ -19,55 +29,116 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-from PIL import Image, ImageDraw
-
 import repo_path  # noqa: F401  (first: the packages importable, TensorFlow quiet)
+import quality_plots as plots
 from core.cli import UserError, exit_on_user_error, find_version, parser
 from core.export_record import ExportRecord
 from core.repository import version_dirs
 from serving.local import photo_upscaler
 
+HELD_OUT = "held-out"
+DEFAULT_MODEL_DIR = Path("models/srgan")
+
 
 @dataclasses.dataclass(frozen=True)
 class QualityConfig:
-    model_dir: Path = Path("models/srgan")
-    versions: tuple[int, ...] = ()  # default: the newest
+    model_dirs: tuple[Path, ...] = ()  # model folders (their newest version) or versions; default: models/srgan
+    versions: tuple[int, ...] = ()  # of the one --model-dir; default: the newest
     backends: tuple[str, ...] = ("onnx",)  # onnx | onnx-fp16 | onnx-int8 | savedmodel
+    weights: tuple[Path, ...] = ()  # shipped generators (training/pretrained/…), scored through Keras
     images: Path | None = None  # default: the photos data set's held-out photographs
+    held_out: bool = True  # False: the benchmark sets only
+    datasets: tuple[tuple[str, Path], ...] = ()  # (name, folder) of standard benchmark sets
+    sweep: tuple[Path, Path] | None = None  # (PSNR generator, GAN generator) to interpolate between
+    alphas: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
     antialias: bool = True
     metrics: Path | None = None  # a run's metrics.jsonl; default: found from the version's source
     out: Path = Path("results/quality")
 
 
+def _dataset(text: str) -> tuple[str, Path]:
+    name, sep, folder = text.partition("=")
+    if not sep or not name or not folder:
+        raise argparse.ArgumentTypeError(f"expected NAME=DIR (such as Set5=~/sr/Set5), got {text!r}")
+    return name, Path(folder).expanduser()
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(",") if v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers such as 0,0.5,1, got {text!r}") from None
+
+
 def parse_args(argv=None) -> QualityConfig:
     d = QualityConfig()
     p = parser("python benchmarks/quality.py", __doc__)
-    p.add_argument("--model-dir", type=Path, default=d.model_dir, help="a model folder (its versions) or one version")
+    p.add_argument("--model-dir", dest="model_dirs", type=Path, action="append", default=[],
+                   help="a model folder (its newest version) or one version; repeatable (default: models/srgan "
+                        "unless --weights or --sweep is given)")
     p.add_argument("--versions", type=lambda s: tuple(int(v) for v in s.split(",") if v), default=d.versions,
-                   help="comma-separated versions (default: the newest)")
+                   help="comma-separated versions of the one --model-dir (default: the newest)")
     p.add_argument("--backends", type=lambda s: tuple(s.split(",")), default=d.backends,
                    help="any of onnx, onnx-fp16, onnx-int8, savedmodel")
+    p.add_argument("--weights", type=Path, action="append", default=[],
+                   help="a shipped generator (a folder with generator.weights.h5 and model.json, such as "
+                        "training/pretrained/photos-gan), scored in Keras; repeatable")
     p.add_argument("--images", type=Path, help="a folder of photographs (default: the held-out photographs)")
+    p.add_argument("--held-out", action=argparse.BooleanOptionalAction, default=d.held_out,
+                   help="score the held-out photographs (or --images); --no-held-out: the --dataset sets only")
+    p.add_argument("--dataset", dest="datasets", type=_dataset, action="append", default=[],
+                   help="NAME=DIR: a benchmark set (*_HR/*_LR pairs, GTmod12/ + LRbicx4/, or HR images alone); "
+                        "repeatable")
+    p.add_argument("--sweep", type=Path, nargs=2, metavar=("PSNR_WEIGHTS", "GAN_WEIGHTS"),
+                   help="interpolate between two shipped generators at each --alphas and plot PSNR against NIQE")
+    p.add_argument("--alphas", type=_floats, default=d.alphas, help="the sweep's α values (0: the first model)")
     p.add_argument("--antialias", action=argparse.BooleanOptionalAction, default=d.antialias,
                    help="antialiased bicubic degradation (the literature's); --no-antialias: the article's")
     p.add_argument("--metrics", type=Path, help="metrics.jsonl of the training run, for the learning curve")
     p.add_argument("--out", type=Path, default=d.out)
-    return QualityConfig(**vars(p.parse_args(argv)))
+    args = vars(p.parse_args(argv))
+    args["model_dirs"], args["weights"] = tuple(args["model_dirs"]), tuple(args["weights"])
+    args["datasets"], args["sweep"] = tuple(args["datasets"]), tuple(args["sweep"]) if args["sweep"] else None
+    return QualityConfig(**args)
 
 
 # -- models ---------------------------------------------------------------------------------------------
+def _model_dirs(config: QualityConfig) -> tuple[Path, ...]:
+    if config.model_dirs or config.weights or config.sweep:
+        return config.model_dirs
+    return (DEFAULT_MODEL_DIR,)
+
+
 def _version_dirs(config: QualityConfig) -> list[Path]:
+    model_dirs = _model_dirs(config)
     if not config.versions:
-        return [find_version(config.model_dir)]
+        return [find_version(model_dir) for model_dir in model_dirs]
+    if len(model_dirs) != 1:
+        raise UserError("--versions needs exactly one --model-dir.")
     try:
-        folders = version_dirs(config.model_dir)
+        folders = version_dirs(model_dirs[0])
     except OSError:
         folders = {}
     missing = [v for v in config.versions if v not in folders]
     if missing:
-        raise UserError(f"{config.model_dir} has no version {missing[0]} (it has {sorted(folders)}).")
+        raise UserError(f"{model_dirs[0]} has no version {missing[0]} (it has {sorted(folders)}).")
     return [folders[v] for v in config.versions]
+
+
+def _upscalers(config: QualityConfig, version_folders: list[Path]) -> dict:
+    """Every model to score, by the name its rows carry: "v3 onnx" (one model folder), "srgan_gan v3 onnx"
+    (several), or a shipped generator's folder name."""
+    from training.checkpointing import load_weights
+    from training.evaluation import keras_upscaler
+    several = len({v.parent for v in version_folders}) > 1
+    upscalers = {}
+    for version_dir in version_folders:
+        for backend in config.backends:
+            name = f"{version_dir.parent.name} v{version_dir.name}" if several else f"v{version_dir.name}"
+            upscalers[f"{name} {backend}"] = photo_upscaler(version_dir, backend)
+    for weights in config.weights:
+        upscalers[weights.name if weights.is_dir() else weights.stem] = keras_upscaler(load_weights(weights).model)
+    return upscalers
 
 
 def _source_metrics(version_dir: Path) -> Path | None:
@@ -82,171 +153,155 @@ def _source_metrics(version_dir: Path) -> Path | None:
     return None
 
 
-# -- pictures -------------------------------------------------------------------------------------------
-def _detail_box(hr: np.ndarray, size: int) -> tuple[int, int]:
-    """Top-left corner of the size×size window with the most detail (largest luminance variance)."""
-    grey = hr.astype(np.float32).mean(axis=2)
-    best, corner = -1.0, (0, 0)
-    step = max(size // 2, 1)
-    for top in range(0, max(grey.shape[0] - size, 0) + 1, step):
-        for left in range(0, max(grey.shape[1] - size, 0) + 1, step):
-            variance = float(grey[top:top + size, left:left + size].var())
-            if variance > best:
-                best, corner = variance, (top, left)
-    return corner
-
-
-SHEET_PHOTOGRAPHS = ("Kite", "BytheWater", "Picture_0B", "grace_hopper")  # sky, water, saturated, a face
-SHEET_ROWS = 6
-
-
-def sheet_photographs(pairs, scored: dict) -> list[str]:
-    """The rows of the comparison sheet: the newest model's worst photographs (by PSNR gain over bicubic)
-    first, then sky, water, a saturated picture and a face where they are held out, at most `SHEET_ROWS`."""
-    names = [p.name for p in pairs]
-    model = [m for m in scored if m not in ("bicubic", "lanczos")][-1]
-    bicubic = scored["bicubic"]["images"]
-    by_gain = sorted(names, key=lambda n: scored[model]["images"][n]["psnr"] - bicubic[n]["psnr"])
-    chosen = by_gain[:2] + [n for n in SHEET_PHOTOGRAPHS if n in names] + by_gain[2:]
-    return list(dict.fromkeys(chosen))[:SHEET_ROWS]
-
-
-def comparison_sheet(pairs, outputs: dict, path: Path, panel_width: int = 320) -> Path:
-    """Per photograph: one row of whole images (bicubic | each model | original), the zoomed detail below."""
-    rows = []
-    columns = ["bicubic", *[k for k in outputs if k not in ("bicubic", "lanczos")], "original"]
-    for pair in pairs:
-        images = {**{k: v[pair.name] for k, v in outputs.items()}, "original": pair.hr}
-        h, w = pair.hr.shape[:2]
-        box = min(96, h, w)
-        top, left = _detail_box(pair.hr, box)
-        panels = []
-        for column in columns:
-            whole = Image.fromarray(images[column])
-            scaled = whole.resize((panel_width, round(h * panel_width / w)), Image.LANCZOS)
-            marker = ImageDraw.Draw(scaled)
-            k = panel_width / w
-            marker.rectangle([left * k, top * k, (left + box) * k, (top + box) * k], outline=(255, 0, 0), width=2)
-            detail = whole.crop((left, top, left + box, top + box)).resize((panel_width, panel_width), Image.NEAREST)
-            panel = Image.new("RGB", (panel_width, 20 + scaled.height + 4 + panel_width), "white")
-            ImageDraw.Draw(panel).text((4, 4), f"{pair.name}: {column}", fill=(0, 0, 0))
-            panel.paste(scaled, (0, 20))
-            panel.paste(detail, (0, 24 + scaled.height))
-            panels.append(panel)
-        row = Image.new("RGB", (len(panels) * (panel_width + 6), max(p.height for p in panels)), "white")
-        for i, panel in enumerate(panels):
-            row.paste(panel, (i * (panel_width + 6), 0))
-        rows.append(row)
-    sheet = Image.new("RGB", (max(r.width for r in rows), sum(r.height + 10 for r in rows)), "white")
-    y = 0
-    for row in rows:
-        sheet.paste(row, (0, y))
-        y += row.height + 10
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(path)
-    return path
-
-
-def learning_curve(metrics_path: Path, path: Path) -> dict | None:
-    """Held-out PSNR against step from a run's metrics.jsonl, with the bicubic line; returns the key facts."""
-    records = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
-    points = [r for r in records if "psnr" in r and "psnr_bicubic" in r]
-    if not points:
-        return None
-    points.sort(key=lambda r: r["step"])
-    steps = [r["step"] for r in points]
-    psnr = [r["psnr"] for r in points]
-    bicubic = points[-1]["psnr_bicubic"]
-    above = next((r["step"] for r in points if r["psnr"] > r["psnr_bicubic"]), None)
-    gan_start = max((r["step"] for r in points if r["kind"] == "pretrain"), default=None)
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(steps, psnr, marker="o", markersize=3, label="model, mean of the held-out crops")
-    ax.axhline(bicubic, color="grey", linestyle="--", label=f"bicubic {bicubic:.2f} dB")
-    worst = [(r["step"], bicubic + r["worst_gain"]) for r in points if "worst_gain" in r]
-    if worst:  # the worst photograph's gain, drawn against the mean bicubic line
-        ax.plot(*zip(*worst), marker=".", markersize=3, color="tab:orange",
-                label="worst crop: bicubic + its gain")
-    if gan_start is not None and gan_start < steps[-1]:
-        ax.axvline(gan_start, color="tab:red", linestyle=":", label="GAN fine-tune starts")
-    if above is not None:
-        ax.annotate(f"above bicubic from step {above}", (above, bicubic), xytext=(10, -30),
-                    textcoords="offset points", arrowprops={"arrowstyle": "->"})
-    ax.set_xlabel("training step")
-    ax.set_ylabel("PSNR on Y (dB)")
-    lowest = min(psnr + [w for _, w in worst])
-    ax.set_ylim(max(lowest, bicubic - 8) - 0.2, max(max(psnr), bicubic) + 0.5)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return {"first_step_above_bicubic": above, "final_step": steps[-1], "final_psnr": psnr[-1],
-            "bicubic_psnr": bicubic, "gan_start_step": gan_start, "source": str(metrics_path)}
-
-
 # -- report ---------------------------------------------------------------------------------------------
 def _shift(values) -> str:
     return ", ".join(f"{v:+.2f}" for v in values)
 
 
-def markdown(results: dict) -> str:
-    """A summary row per method, then per photograph each model's gain over bicubic and colour shift."""
-    methods = results["methods"]
-    names = list(methods["bicubic"]["images"])
-    models = [m for m in methods if m not in ("bicubic", "lanczos")]
-    lines = [f"{len(names)} held-out photographs (×4, {results['degradation']} degradation); PSNR (dB) / SSIM on "
-             "Y, 4-pixel border cropped; colour shift = mean SR − HR per channel (R, G, B) in uint8 levels.", "",
-             "| method | mean PSNR | mean SSIM | vs bicubic | worst photograph | below bicubic (PSNR / SSIM) "
-             "| largest colour shift |", "|---|---:|---:|---:|---|---:|---:|"]
+def _niqe(value) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def set_table(name: str, result: dict) -> list[str]:
+    """One row per method on a set, HR's NIQE (the floor) and the paper's figures where it has them."""
+    methods = result["methods"]
+    lines = [f"**{name}**: {result['description']}; PSNR (dB) / SSIM on Y, 4-pixel border cropped; NIQE on Y "
+             "(lower is more natural); HF = high-frequency energy against HR; colour shift = mean SR − HR per "
+             "channel in uint8 levels.", "",
+             "| method | PSNR | SSIM | vs bicubic | NIQE | HF | worst image | below bicubic (PSNR / SSIM) "
+             "| largest colour shift |", "|---|---:|---:|---:|---:|---:|---|---:|---:|"]
     for method, r in methods.items():
         worst = "" if method == "bicubic" else f"{r['worst']} {r['worst_gain']:+.2f} dB"
         below = "" if method == "bicubic" else f"{r['below_bicubic']} / {r['ssim_below_bicubic']}"
         gain = "" if method == "bicubic" else f"{r['gain']:+.2f} dB"
-        lines.append(f"| {method} | {r['psnr']:.2f} | {r['ssim']:.4f} | {gain} | {worst} | {below} | "
-                     f"{r['colour_shift_max']:.2f} |")
-    lines += ["", "| photograph | bicubic | " + " | ".join(f"{m}: gain, SSIM gain, colour shift" for m in models)
-              + " |", "|---|---:|" + "---:|" * len(models)]
-    for name in names:
-        b = methods["bicubic"]["images"][name]
-        cells = []
-        for m in models:
-            v = methods[m]["images"][name]
-            cells.append(f"{v['psnr'] - b['psnr']:+.2f} dB, {v['ssim'] - b['ssim']:+.4f}, {_shift(v['colour_shift'])}")
-        lines.append(f"| {name} | {b['psnr']:.2f} / {b['ssim']:.4f} | " + " | ".join(cells) + " |")
+        lines.append(f"| {method} | {r['psnr']:.2f} | {r['ssim']:.4f} | {gain} | {_niqe(r['niqe'])} | "
+                     f"{r['hf_ratio']:.3f} | {worst} | {below} | {r['colour_shift_max']:.2f} |")
+    lines.append(f"| HR (the original) | | | | {_niqe(result['hr']['niqe'])} | 1 | | | |")
+    skipped = result["hr"]["niqe_skipped"]
+    if skipped:
+        lines.append(f"\n{skipped} of {len(methods['bicubic']['images'])} images are under 192 pixels a side "
+                     "after the border: NIQE's 96-pixel blocks leave too few samples there, so they have no NIQE "
+                     "and the means are over the others.")
+    paper = result.get("paper")
+    if paper:
+        lines.append("\n" + result["paper_source"] + ": " + "; ".join(
+            f"{method} {psnr:.2f} / {ssim:.4f}" for method, (psnr, ssim) in paper.items())
+            + " (their SSIM implementation differs from ours; compare PSNR).")
+    return lines
+
+
+def markdown(results: dict) -> str:
+    """A table per set, then per held-out photograph each model's gain over bicubic, NIQE and colour shift."""
+    lines = []
+    for name, result in results["sets"].items():
+        lines += set_table(name, result) + [""]
+    held_out = results["sets"].get(HELD_OUT)
+    if held_out:
+        methods = held_out["methods"]
+        models = [m for m in methods if m not in plots.BASELINE_COLUMNS]
+        lines += ["| photograph | bicubic PSNR / SSIM / NIQE | " + " | ".join(
+            f"{m}: gain, SSIM gain, NIQE, colour shift" for m in models) + " |",
+            "|---|---:|" + "---:|" * len(models)]
+        for image in methods["bicubic"]["images"]:
+            b = methods["bicubic"]["images"][image]
+            cells = [f"{v['psnr'] - b['psnr']:+.2f} dB, {v['ssim'] - b['ssim']:+.4f}, {_niqe(v['niqe'])}, "
+                     f"{_shift(v['colour_shift'])}" for v in (methods[m]["images"][image] for m in models)]
+            lines.append(f"| {image} | {b['psnr']:.2f} / {b['ssim']:.4f} / {_niqe(b['niqe'])} | "
+                         + " | ".join(cells) + " |")
+        lines.append("")
+    sweep = results.get("sweep")
+    if sweep:
+        lines += [f"Interpolation sweep θ = (1 − α)·{sweep['psnr_model']} + α·{sweep['gan_model']}:", "",
+                  "| set | " + " | ".join(f"α = {a:g}" for a in sweep["alphas"]) + " |",
+                  "|---|" + "---:|" * len(sweep["alphas"])]
+        for set_name, points in sweep["sets"].items():
+            lines.append(f"| {set_name} (PSNR / NIQE) | " + " | ".join(
+                f"{p['psnr']:.2f} / {_niqe(p['niqe'])}" for p in points) + " |")
+        lines.append("")
     curve = results.get("learning_curve")
     if curve:
-        lines += ["", f"Learning curve ({curve['source']}): held-out PSNR {curve['final_psnr']:.2f} dB at step "
-                      f"{curve['final_step']} against bicubic {curve['bicubic_psnr']:.2f} dB; above bicubic from "
-                      f"step {curve['first_step_above_bicubic']}."]
+        line = (f"Learning curve ({curve['source']}): held-out PSNR {curve['final_psnr']:.2f} dB at step "
+                f"{curve['final_step']} against bicubic {curve['bicubic_psnr']:.2f} dB")
+        if curve.get("final_niqe") is not None:
+            line += f"; NIQE {curve['first_niqe']:.2f} → {curve['final_niqe']:.2f}"
+        if curve.get("final_d_real_accuracy") is not None:
+            line += (f"; the discriminator ends {curve['final_d_real_accuracy']:.2f} right on real, "
+                     f"{curve['final_d_fake_accuracy']:.2f} on fake")
+        lines.append(line + ".")
     return "\n".join(lines)
+
+
+def _sets(config: QualityConfig) -> dict:
+    """{name: (pairs, description, paper figures or None)} for the held-out photographs and every --dataset."""
+    from training.benchmark_sets import PAPER, read_set
+    from training.evaluation import held_out_pairs
+    sets = {}
+    if config.held_out:
+        pairs = held_out_pairs(antialias=config.antialias, image_dir=config.images)  # the article's scale
+        if not pairs:
+            raise UserError(f"no images in {config.images}.")
+        degradation = "antialiased bicubic" if config.antialias else "bicubic"
+        what = f"{config.images}" if config.images else "held-out photographs (never trained on)"
+        sets[HELD_OUT] = (pairs, f"{len(pairs)} {what}, ×4 by {degradation}", None)
+    for name, folder in config.datasets:
+        if name in sets:
+            raise UserError(f"--dataset {name} is given twice; give each set its own name.")
+        benchmark = read_set(name, folder)
+        sets[name] = (benchmark.pairs, benchmark.describe(), benchmark.paper_figures and (PAPER, benchmark.paper_figures))
+    if not sets:
+        raise UserError("nothing to score: --no-held-out needs at least one --dataset NAME=DIR.")
+    return sets
+
+
+def _sweep(config: QualityConfig, sets: dict) -> dict:
+    from training.evaluation import keras_upscaler, score
+    from training.interpolation import interpolate
+    from training.checkpointing import load_weights
+    psnr_model, gan_model = (load_weights(path) for path in config.sweep)
+    points = {name: [] for name in sets}
+    for alpha in config.alphas:
+        upscale = keras_upscaler(interpolate(psnr_model, gan_model, alpha).model)
+        for name, (pairs, _, _) in sets.items():
+            r = score({"model": upscale}, pairs)["model"]
+            points[name].append({"alpha": alpha, "psnr": r["psnr"], "ssim": r["ssim"], "niqe": r["niqe"],
+                                 "colour_shift_max": r["colour_shift_max"]})
+        print(f"  α = {alpha:g}: " + "; ".join(f"{n} PSNR {p[-1]['psnr']:.2f} NIQE {_niqe(p[-1]['niqe'])}"
+                                               for n, p in points.items()), flush=True)
+    return {"psnr_model": config.sweep[0].name, "gan_model": config.sweep[1].name, "alphas": list(config.alphas),
+            "sets": points}
 
 
 @exit_on_user_error
 def run(config: QualityConfig) -> dict:
-    from training.evaluation import BASELINES, held_out_pairs, score
-    pairs = held_out_pairs(antialias=config.antialias, image_dir=config.images)  # the article's scale
-    if not pairs:
-        raise UserError(f"no images in {config.images}.")
-    upscalers = dict(BASELINES)
-    version_dirs = _version_dirs(config)
-    for version_dir in version_dirs:
-        for backend in config.backends:
-            upscalers[f"v{version_dir.name} {backend}"] = photo_upscaler(version_dir, backend)
-    scored = score(upscalers, pairs, keep_outputs=True)
-    outputs = {method: r.pop("outputs") for method, r in scored.items()}
-    results = {"versions": [str(v.resolve()) for v in version_dirs], "images": [p.name for p in pairs],
-               "degradation": "antialiased bicubic" if config.antialias else "bicubic", "methods": scored}
+    from training.evaluation import BASELINES, hr_niqe, score
+    if any(not 0 <= a <= 1 for a in config.alphas):
+        raise UserError(f"--alphas must lie between 0 and 1, got {','.join(map(str, config.alphas))}.")
+    sets = _sets(config)
+    version_folders = _version_dirs(config)
+    upscalers = {**BASELINES, **_upscalers(config, version_folders)}
+    results = {"versions": [str(v.resolve()) for v in version_folders], "weights": [str(w) for w in config.weights],
+               "sets": {}}
     config.out.mkdir(parents=True, exist_ok=True)
-    shown = sheet_photographs(pairs, scored)
-    files = [comparison_sheet([p for p in pairs if p.name in shown], outputs, config.out / "comparison.png")]
-    results["sheet"] = shown
-    metrics_path = config.metrics or _source_metrics(version_dirs[-1])
+    files = []
+    for name, (pairs, description, paper) in sets.items():
+        scored = score(upscalers, pairs, keep_outputs=True)
+        outputs = {method: r.pop("outputs") for method, r in scored.items()}
+        results["sets"][name] = {"description": description, "methods": scored, "hr": hr_niqe(pairs, 4),
+                                 **({"paper_source": paper[0], "paper": paper[1]} if paper else {})}
+        if name == next(iter(sets)):  # the sheets: of the held-out photographs (or the first set)
+            results["images"] = [p.name for p in pairs]
+            results["methods"] = scored
+            shown = plots.sheet_photographs(pairs, scored)
+            files.append(plots.comparison_sheet([p for p in pairs if p.name in shown], outputs,
+                                                config.out / "comparison.png"))
+            files.append(plots.texture_sheet(pairs, outputs, config.out / "textures.png"))
+            results["sheet"] = shown
+    if config.sweep:
+        results["sweep"] = _sweep(config, sets)
+        files.append(plots.perception_distortion(results["sweep"], config.out / "perception_distortion.png"))
+    metrics_path = config.metrics or (_source_metrics(version_folders[-1]) if version_folders else None)
     if metrics_path is not None and metrics_path.is_file():
-        results["learning_curve"] = learning_curve(metrics_path, config.out / "learning_curve.png")
+        results["learning_curve"] = plots.learning_curve(metrics_path, config.out / "learning_curve.png")
         files.append(config.out / "learning_curve.png")
     (config.out / "quality.json").write_text(json.dumps(results, indent=2) + "\n")
     (config.out / "quality.md").write_text(markdown(results) + "\n")
