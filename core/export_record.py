@@ -26,6 +26,10 @@ class ExportRecord:
     versions: dict = dataclasses.field(default_factory=dict)  # of the tools that wrote it
     parity_passed: bool | None = None
     int8: dict | None = None  # export/int8.py's report, when --int8 was asked for
+    # What the model is for, as the gate judged it: "distortion" (PSNR-oriented) or "perception" (a GAN).
+    objective: str = "distortion"
+    # ESRGAN's network interpolation, when the weights were blended: {"alpha", "psnr_weights", "gan_weights"}.
+    interpolation: dict | None = None
 
     @property
     def tile(self) -> int:

@@ -31,6 +31,10 @@ class ExportConfig:
     run_dir: Path | None = Path("runs/demo")
     checkpoint: Path | None = None
     weights: Path | None = None  # a shipped generator (training/pretrained/photos) instead of a run
+    interpolate: Path | None = None  # a second shipped generator: export θ = (1 − alpha)·weights + alpha·this
+    alpha: float | None = None
+    objective: str = "auto"  # auto (what the weights were trained for) | distortion | perception: the gate's rules
+    psnr_baseline: Path | None = None  # a perceptual model's NIQE reference; default: the newest blessed PSNR model
     repository: Path = Path("models")  # TF Serving's base: <repository>/<model name>/<version>
     model_name: str = "srgan"
     version: int | None = None  # default: the next integer
@@ -61,6 +65,14 @@ def parse_args(argv=None) -> ExportConfig:
     p.add_argument("--weights", type=Path,
                    help="a shipped generator instead: a folder with generator.weights.h5 and model.json "
                         "(training/pretrained/photos: the trained model that comes with the toolkit)")
+    p.add_argument("--interpolate", type=Path, metavar="GAN_WEIGHTS",
+                   help="with --weights (the PSNR model): a second shipped generator of the same shape, such as "
+                        "training/pretrained/photos-gan; exports ESRGAN's interpolation (1 − α)·θ_weights + α·θ_this")
+    p.add_argument("--alpha", type=float, help="with --interpolate: 0 is --weights, 1 is --interpolate")
+    p.add_argument("--objective", choices=["auto", "distortion", "perception"], default=d.objective,
+                   help="what the model is for, and so how the gate judges it: auto reads it from the run or the "
+                        "shipped card (an interpolation takes the nearer model's); distortion: by PSNR; perception: "
+                        "by NIQE with a PSNR floor")
     p.add_argument("--repository", type=Path, default=d.repository,
                    help="model repository: the version goes to <repository>/<model name>/<version>")
     p.add_argument("--model-dir", dest="repository", type=Path, help=argparse.SUPPRESS)  # its old name
@@ -105,6 +117,17 @@ def parse_args(argv=None) -> ExportConfig:
                       help="dB: mean PSNR below the baseline (the newest blessed version), at most")
     gate.add_argument("--max-photo-drop", type=float, default=t.max_photo_drop,
                       help="dB: PSNR below the baseline on any one photograph, at most")
+    gate.add_argument("--min-niqe-gain", type=float, default=t.min_niqe_gain,
+                      help="perception: mean NIQE below the PSNR baseline's by at least this")
+    gate.add_argument("--perceptual-min-worst-gain", type=float, default=t.perceptual_min_worst_gain,
+                      help="perception: dB, the worst photograph's PSNR gain over bicubic, at least")
+    gate.add_argument("--max-niqe-rise", type=float, default=t.max_niqe_rise,
+                      help="perception: mean NIQE above the newest blessed perceptual version's, at most")
+    gate.add_argument("--perceptual-max-mean-drop", type=float, default=t.perceptual_max_mean_drop,
+                      help="perception: dB of mean PSNR below the newest blessed perceptual version, at most")
+    gate.add_argument("--psnr-baseline", type=Path,
+                      help="perception: the PSNR model (a model folder or a version) whose NIQE the candidate must "
+                           "beat (default: the newest blessed distortion version in --repository)")
     gate.add_argument("--infra-timeout", type=float, default=d.infra_timeout,
                       help="seconds a real server may take to load the version and answer")
     args = vars(p.parse_args(argv))
@@ -126,7 +149,6 @@ def export(config: ExportConfig) -> tuple[Path, dict]:
     """Write the version; returns where it lies (published, or under .rejected/) and the parity report."""
     from core.cli import UserError
     from export import onnx_model
-    from export.checkpoint import find_checkpoint, load_generator, load_weights
     from export.repository import check_model_name, check_version, export_turn, next_version
     from export.tiles import Tiling
 
@@ -138,6 +160,7 @@ def export(config: ExportConfig) -> tuple[Path, dict]:
         check_version(config.version)
     check_model_name(config.model_name)
     opset = onnx_model.choose_opset(config.opset)
+    trained, interpolation = _trained_generator(config)
     evaluation = None
     if config.bless:
         from export.bless import evaluation_set
@@ -145,22 +168,46 @@ def export(config: ExportConfig) -> tuple[Path, dict]:
         if not evaluation.pairs:
             raise UserError(f"no photographs to evaluate the version on in {evaluation.source}; pass "
                             "--eval-images DIR, or --no-bless to publish without the gate.")
-    if config.weights is not None:
-        trained = load_weights(config.weights)
-    else:
-        trained = load_generator(find_checkpoint(config.run_dir, config.checkpoint))
     model_path = config.repository / config.model_name
     tiling = Tiling.for_spec(trained.spec, config.tile) if config.tile else None
     metadata = {"scale": trained.spec.scale, "source_checkpoint": str(Path(trained.checkpoint).resolve()),
                 "step": trained.step, "model_spec": trained.spec.to_json(), "opset": opset}
     with export_turn(model_path):
         version = check_version(config.version or next_version(model_path))
-        log.info("exporting %s (step %d) as %s/%d", trained.checkpoint, trained.step, model_path, version)
-        return _write_version(config, trained, model_path, version, tiling, metadata, opset, evaluation)
+        blend = f" blended with {interpolation['gan_weights']} at α = {interpolation['alpha']:g}" if interpolation else ""
+        log.info("exporting %s (step %d)%s, a %s model, as %s/%d", trained.checkpoint, trained.step, blend,
+                 trained.objective, model_path, version)
+        return _write_version(config, trained, model_path, version, tiling, metadata, opset, evaluation,
+                              interpolation)
+
+
+def _trained_generator(config: ExportConfig):
+    """(the generator to export, its objective, the interpolation record or None), from a run or shipped
+    weights, blended when --interpolate is given; a UserError for flags that do not go together."""
+    from core.cli import UserError
+    from export.checkpoint import find_checkpoint, load_generator, load_weights
+    if (config.interpolate is None) != (config.alpha is None):
+        raise UserError("--interpolate GAN_WEIGHTS and --alpha A go together (with --weights as the PSNR model).")
+    if config.interpolate is not None:
+        if config.weights is None:
+            raise UserError("--interpolate needs --weights: the PSNR model it blends with.")
+        from training.interpolation import load_interpolated
+        trained = load_interpolated(config.weights, config.interpolate, config.alpha)
+        gan = load_weights(config.interpolate)
+        trained = dataclasses.replace(trained, objective=gan.objective if config.alpha >= 0.5 else trained.objective)
+        interpolation = {"alpha": config.alpha, "psnr_weights": str(config.weights),
+                         "gan_weights": str(config.interpolate)}
+    elif config.weights is not None:
+        trained, interpolation = load_weights(config.weights), None
+    else:
+        trained, interpolation = load_generator(find_checkpoint(config.run_dir, config.checkpoint)), None
+    if config.objective != "auto":
+        trained = dataclasses.replace(trained, objective=config.objective)
+    return trained, interpolation
 
 
 def _write_version(config: ExportConfig, trained, model_path: Path, version: int, tiling, metadata: dict,
-                   opset: int, evaluation) -> tuple[Path, dict]:
+                   opset: int, evaluation, interpolation: dict | None) -> tuple[Path, dict]:
     from export import int8, onnx_model, parity, saved_model
     from export.repository import staged_version
     with staged_version(model_path, version, config.overwrite) as stage:
@@ -202,8 +249,10 @@ def _write_version(config: ExportConfig, trained, model_path: Path, version: int
             saved_model_tiling=tiling.to_json() if tiling else None,
             exported_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             files=tuple(sorted(p.name for p in staging.iterdir())), versions=_versions(),
-            parity_passed=report["passed"], int8=int8_report).save(staging)
-        blessing = _gate(config, stage, model_path, version, report["passed"], evaluation, reference, tolerance)
+            parity_passed=report["passed"], int8=int8_report, objective=trained.objective,
+            interpolation=interpolation).save(staging)
+        blessing = _gate(config, stage, model_path, version, report["passed"], evaluation, reference, tolerance,
+                         trained.objective)
     log.info("%s %s", "kept out of the served folder:" if stage.rejected else "published", stage.final)
     print(table)
     _print_gate(blessing, stage)
@@ -215,7 +264,7 @@ def _write_version(config: ExportConfig, trained, model_path: Path, version: int
 
 
 def _gate(config: ExportConfig, stage, model_path: Path, version: int, parity_passed: bool, evaluation, reference,
-          tolerance) -> dict:
+          tolerance, objective: str) -> dict:
     """The deployment gate on the staged version; rejects the stage unless it may be published. The blessing."""
     import time
 
@@ -231,7 +280,8 @@ def _gate(config: ExportConfig, stage, model_path: Path, version: int, parity_pa
         outcome = infra.validate(stage.path, version, config.model_name, (first.name, first.lr), reference,
                                  tolerance, config.infra_timeout)
         log.info("deployment gate: scoring on %d photographs", len(evaluation.pairs))
-        blessing = bless.bless(stage.path, model_path, evaluation, config.thresholds, outcome)
+        blessing = bless.bless(stage.path, model_path, evaluation, config.thresholds, outcome, objective,
+                               config.psnr_baseline or config.repository)
         blessing["gate_seconds"] = round(time.monotonic() - started, 1)
     bless.write_blessing(stage.path, blessing)
     if not blessing["blessed"] and (config.bless or not parity_passed):
@@ -246,7 +296,8 @@ def _print_gate(blessing: dict, stage) -> None:
         return
     baseline = blessing["baseline"]
     against = f"against version {baseline['version']}" if baseline else "no blessed version to compare with"
-    print(f"\ndeployment gate ({len(blessing['evaluation']['images'])} photographs, {against}; "
+    print(f"\ndeployment gate, {blessing['objective']} model ({len(blessing['evaluation']['images'])} photographs, "
+          f"{against}; "
           f"{blessing['gate_seconds']:.1f} s):\n{table(blessing)}")
     if not blessing["blessed"]:
         print(f"NOT BLESSED: kept in {stage.final}, where no server loads it")

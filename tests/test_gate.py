@@ -203,3 +203,47 @@ def test_a_label_change_moves_the_labels_and_serves_only_the_labelled_versions()
     assert 'key: "stable"\n      value: 4' in promoted and "canary" not in promoted and "versions: 3" not in promoted
     rolled_back = updated_config(promoted, "srgan", "/ignored", 3, (), promote=True)
     assert 'key: "stable"\n      value: 3' in rolled_back and "versions: 4" not in rolled_back
+
+
+def _perceptual(psnr: dict, niqe: float, bicubic: float = 30.0) -> dict:
+    return {**_scores(psnr, bicubic), "niqe": niqe}
+
+
+def test_a_perceptual_model_is_judged_by_niqe_with_a_psnr_floor():
+    from export.bless import checks
+    reference = {"model": "srgan version 3", "niqe": 6.0}
+    sharper = _perceptual({"sky": 29.5, "cat": 31.5}, niqe=5.2)  # mean +0.5 dB, sky −0.5 dB, NIQE −0.8
+    verdict = checks(sharper, None, Thresholds(), "perception", reference)
+    assert [c["ok"] for c in verdict] == [True, True, True, True]
+    assert verdict[0]["name"] == "mean NIQE below srgan version 3's (6.00)" and verdict[0]["value"] == 0.8
+    # The PSNR model's rules would refuse it (sky −0.5 dB is at the distortion floor; NIQE is not looked at).
+    assert [c["name"] for c in checks(sharper, None, Thresholds())][0] == "mean PSNR gain over bicubic"
+    # No NIQE gain: refused, whatever its PSNR.
+    same = checks(_perceptual({"sky": 31.0, "cat": 32.0}, niqe=5.9), None, Thresholds(), "perception", reference)
+    assert [c["ok"] for c in same] == [False, True, True, True]
+    # Against the newest blessed perceptual version: NIQE may not rise, PSNR may not fall far.
+    baseline = {"version": 2, "niqe": 5.0, "images": {"sky": {"psnr": 29.5}, "cat": {"psnr": 31.5}}}
+    changed = {c["name"]: c["ok"] for c in checks(sharper, baseline, Thresholds(), "perception", reference)}
+    assert changed == {"mean NIQE below srgan version 3's (6.00)": True, "mean PSNR gain over bicubic": True,
+                       "worst photograph's gain over bicubic": True, "largest colour shift": True,
+                       "mean NIQE rise against version 2": False, "mean PSNR drop against version 2": True}
+
+
+def test_the_psnr_baseline_is_found_in_the_repository(tmp_path):
+    from export.bless import psnr_baseline, write_blessing
+    from core.export_record import ExportRecord
+
+    def version(model, number, objective, when, blessed=True):
+        folder = tmp_path / model / str(number)
+        folder.mkdir(parents=True)
+        ExportRecord(objective=objective).save(folder)
+        write_blessing(folder, {"blessed": blessed, "objective": objective, "evaluated_at": when})
+        return folder
+    version("srgan", 1, "distortion", "2026-12-01")
+    newest = version("srgan", 2, "distortion", "2026-12-03")
+    version("srgan", 3, "distortion", "2026-12-04", blessed=False)
+    gan = version("srgan_gan", 1, "perception", "2026-12-05")
+    assert psnr_baseline(tmp_path, exclude=gan.parent) == ("srgan", 2, newest)  # a repository
+    assert psnr_baseline(tmp_path / "srgan") == ("srgan", 2, newest)  # a model folder
+    assert psnr_baseline(newest) == ("srgan", 2, newest)  # a version
+    assert psnr_baseline(tmp_path / "srgan_gan") is None  # only perceptual versions there
