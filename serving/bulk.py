@@ -210,18 +210,32 @@ class Progress:
             log.info("upscaled %d/%d images (%.2f img/s, ETA %.0f s)", self.done, self.total, rate, eta)
 
 
-def _name_clashes(item):
-    """Inputs that would be written to one output are all refused (as serving.upscale refuses them)."""
+def _normalised(path: str) -> str:
+    return path if "://" in path else os.path.abspath(path)
+
+
+def _name_clashes(item, out: str, inputs: frozenset):
+    """Inputs that would be written to one output, or whose output is itself an input, are refused (as
+    serving.upscale refuses them). A file matched by two patterns is one input."""
     name, paths = item
-    paths = sorted(paths)
+    paths = sorted(set(paths))
+    target = _normalised(_join(out, name))
     for path in paths:
         if len(paths) > 1:
             yield "clash", _record(path, "failed", reason=f"{', '.join(paths)} would all be written as {name}")
+        elif target in inputs:
+            yield "clash", _record(path, "failed", reason=f"its output {target} is one of the inputs; choose "
+                                                          "another -o folder")
         else:
             yield "ok", path
 
 
-def build(pipeline, config: BulkConfig, version: str, existing: set[str], total: int):
+def _join(*parts: str) -> str:
+    from apache_beam.io.filesystems import FileSystems  # late, as everywhere here: the module loads without Beam
+    return FileSystems.join(*parts)
+
+
+def build(pipeline, config: BulkConfig, version: str, existing: set[str], total: int, inputs: frozenset = frozenset()):
     """The pipeline: match → read and cut → RunInference → group per image → stitch and write → manifest."""
     import apache_beam as beam
     from apache_beam.io import fileio
@@ -237,7 +251,7 @@ def build(pipeline, config: BulkConfig, version: str, existing: set[str], total:
              | "paths" >> beam.Map(lambda metadata: metadata.path)
              | "by output name" >> beam.Map(lambda path: (output_name(path, scale), path))
              | beam.GroupByKey()
-             | beam.FlatMap(_name_clashes))
+             | beam.FlatMap(_name_clashes, config.out, inputs))
     unique = named | "unique" >> beam.Filter(lambda kv: kv[0] == "ok") | beam.Map(lambda kv: kv[1])
     clashes = (named | "clashes" >> beam.Filter(lambda kv: kv[0] == "clash")
                | "clash records" >> beam.Map(lambda kv: kv[1]))
@@ -270,9 +284,10 @@ def _existing_outputs(out: str) -> set[str]:
     return {PurePosixPath(m.path).name for m in found}
 
 
-def _count_inputs(patterns) -> int:
+def _matched_inputs(patterns) -> frozenset:
+    """Every file the patterns match, once, normalised (a local path made absolute)."""
     from apache_beam.io.filesystems import FileSystems
-    return sum(len(r.metadata_list) for r in FileSystems.match(list(patterns)))
+    return frozenset(_normalised(m.path) for r in FileSystems.match(list(patterns)) for m in r.metadata_list)
 
 
 @exit_on_user_error
@@ -296,10 +311,10 @@ def run(config: BulkConfig) -> dict:
     if not FileSystems.exists(config.out):
         FileSystems.mkdirs(config.out)
     existing = _existing_outputs(config.out)
-    total = _count_inputs(config.inputs)
+    inputs = _matched_inputs(config.inputs)
     started = time.monotonic()
     with beam.Pipeline(runner=runner, options=options) as pipeline:
-        build(pipeline, config, version, existing, total)
+        build(pipeline, config, version, existing, len(inputs), inputs)
     seconds = time.monotonic() - started
     with FileSystems.open(FileSystems.join(config.out, MANIFEST)) as file:
         records = [json.loads(line) for line in file.read().decode().splitlines() if line.strip()]

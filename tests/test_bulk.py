@@ -91,6 +91,23 @@ def test_inputs_that_would_share_an_output_are_refused(exported, tmp_path, rng):
     assert all("would all be written as same_x4.png" in r["reason"] for r in result["records"])
 
 
+def test_overlapping_patterns_are_one_input_and_an_input_is_never_an_output(exported, tmp_path, rng):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("plain", "plain_x4", "photo"):
+        Image.fromarray(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)).save(folder / f"{name}.png")
+    before = (folder / "plain_x4.png").read_bytes()
+    # -o is the input folder: plain.png's output would be the user's plain_x4.png, itself an input.
+    result = run(BulkConfig((str(folder / "*.png"), str(folder / "p*.png")), str(folder), exported[0],
+                            overwrite=True))
+    records = {r["input"].rsplit("/", 1)[1]: r for r in result["records"]}
+    assert len(result["records"]) == 3  # photo.png matched twice, counted once
+    assert records["photo.png"]["status"] == "ok"
+    assert records["plain.png"]["status"] == "failed" and "is one of the inputs" in records["plain.png"]["reason"]
+    assert records["plain_x4.png"]["status"] == "ok"  # its own output, plain_x4_x4.png, is new
+    assert (folder / "plain_x4.png").read_bytes() == before
+
+
 def test_an_onnx_worker_loads_its_model_without_importing_tensorflow(exported):
     """Every Beam worker process loads the model: ONNX Runtime alone starts in a fraction of TensorFlow's time."""
     import subprocess
