@@ -125,7 +125,20 @@ def test_interpolation_at_the_ends_gives_each_model_exactly(tmp_path):
         interpolate(a, TrainedGenerator(build_generator(other), other, "c", 0), 0.5)
 
 
-def test_tiny_model_flags_still_parse():
+def test_the_gan_preset_starts_from_the_shipped_srresnet():
     from training.config import config_from_args
     config = config_from_args([*TINY_MODEL, "--preset", "photos-gan", "--crop-size", "32"])
-    assert config.gan_loss == "ragan" and config.objective == "perception" and config.pretrain_steps == 0
+    assert config.disc_spectral_norm and config.objective == "perception" and config.pretrain_steps == 0
+    assert config.ema_decay and config.init_generator.name == "srresnet.weights.h5"
+
+
+def test_a_spectrally_normalised_discriminator_keeps_the_articles_shape_and_layer_names():
+    import keras
+    from training.model import ModelSpec, build_discriminator
+    spec = ModelSpec(disc_channels=4, disc_dense=8)
+    plain, normed = build_discriminator(spec), build_discriminator(spec, spectral_norm=True)
+    images = tf.zeros([2, 32, 32, 3])
+    assert normed(images).shape == plain(images).shape == (2, 2, 2, 1)
+    wrapped = [layer for layer in normed.layers if isinstance(layer, keras.layers.SpectralNormalization)]
+    assert len(wrapped) == 10  # 8 convs, 2 dense
+    assert normed.get_layer("lrelu8") is not None  # feature matching taps the same names

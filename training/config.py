@@ -47,6 +47,7 @@ class TrainConfig:
     content_weight: float = 1.0  # GAN phase: the weight of the content loss
     sharpen_target: float = 0.0  # GAN phase: the content loss compares SR with HR unsharp-masked by this amount
     feature_matching: float = 0.0  # GAN phase: weight of the L1 between D's inner activations on SR and HR
+    disc_spectral_norm: bool = False  # spectral normalisation of every discriminator layer
     disc_high_pass: float = 0.0  # GAN phase: the discriminator sees image − Gaussian blur of this σ (0: the image)
     colour_weight: float = 0.0  # weight of |mean colour of SR − of LR| (both phases)
     ema_decay: float = 0.0  # GAN phase: evaluate and export a moving average of the generator (0: off)
@@ -91,17 +92,20 @@ PRESETS = {
                           precision="auto",
                           checkpoint_every=1, log_every=25, eval_every=250, out_dir=Path("runs/photos")),
     # The perceptual model: the GAN phase alone, started from the photos preset's SRResNet, on the same data.
-    # No VGG19 weights are needed: L1 content against an unsharp-masked HR (Real-ESRGAN), ESRGAN's
-    # relativistic average GAN with a weight that makes the discriminator's signal count against L1, the
-    # LR-consistency term kept so that colour stays the input's. Chosen by short runs (docs/training.md).
+    # No VGG19 weights are needed: L1 content against an unsharp-masked HR (Real-ESRGAN), the discriminator's
+    # feature matching standing in for a perceptual loss, a spectrally normalised discriminator (Real-ESRGAN's)
+    # with the article's GAN loss at a weight that counts against L1, the LR-consistency and mean-colour terms so
+    # that colour stays the input's, a warm-up, and a moving average of the generator (what is evaluated and
+    # exported). Chosen by short runs (docs/training.md#the-photos-gan-recipe-a-gan-without-vgg19).
     "photos-gan": TrainConfig(preset="photos-gan", dataset="photos", crop_size=96, eval_size=256, antialias=True,
-                              channel_shuffle=True, epochs=20, steps_per_epoch=250, batch_size=16,
-                              pretrain_steps=0, lr_consistency=1.0, content_loss="l1", learning_rate=1e-4,
-                              disc_learning_rate=1e-4, gan_loss="ragan", adversarial_weight=5e-3,
-                              sharpen_target=0.5,
+                              channel_shuffle=True, epochs=16, steps_per_epoch=250, batch_size=16,
+                              pretrain_steps=0, lr_consistency=1.0, content_loss="l1", learning_rate=2e-5,
+                              disc_learning_rate=1e-4, gan_loss="vanilla", adversarial_weight=5e-2,
+                              disc_spectral_norm=True, feature_matching=1.0, sharpen_target=0.5, colour_weight=1.0,
+                              gan_warmup=200, ema_decay=0.999,
                               init_generator=Path("training/pretrained/photos/srresnet.weights.h5"), seed=1,
-                              precision="auto", checkpoint_every=1, log_every=25,
-                              out_dir=Path("runs/photos-gan")),
+                              precision="auto", checkpoint_every=1, keep_checkpoints=20, log_every=25,
+                              out_dir=Path("runs/photos-gan"))
 }
 
 _MODEL_FLAGS = {"channels": int, "residual_blocks": int, "disc_channels": int, "disc_dense": int,
@@ -186,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--feature-matching", type=float,
                      help="GAN phase: weight of the L1 between the discriminator's inner activations on SR and on "
                           "HR, a perceptual loss that needs no ImageNet weights (0: off)")
+    opt.add_argument("--disc-spectral-norm", action=argparse.BooleanOptionalAction,
+                     help="spectral normalisation of the discriminator's layers (Miyato et al. 2018; Real-ESRGAN)")
     opt.add_argument("--disc-high-pass", type=float,
                      help="GAN phase: the discriminator judges the image minus its Gaussian blur of this σ "
                           "(frequency separation: texture only; 0: the whole image)")
@@ -256,6 +262,7 @@ _MINIMUMS = {"max_images": 1, "crop_size": 1, "eval_size": 1, "epochs": 0, "step
              "pretrain_steps": 0, "checkpoint_every": 1, "keep_checkpoints": 1, "log_every": 1, "eval_every": 0,
              "logical_cpus": 1, "lr_cycles": 1, "gan_warmup": 0}
 _SIDE_MINIMUM = 16
+_PACKAGES_ROOT = Path(__file__).resolve().parent.parent  # where training/pretrained/ lies, installed or not
 _POSITIVE_FLOATS = ("learning_rate", "gan_learning_rate", "disc_learning_rate", "residual_init_scale")
 _NON_NEGATIVE_FLOATS = ("lr_consistency", "adversarial_weight", "content_weight", "sharpen_target", "colour_weight",
                         "feature_matching", "disc_high_pass")
@@ -274,6 +281,10 @@ def validate(config: TrainConfig) -> TrainConfig:
     for name in _NON_NEGATIVE_FLOATS:
         if not getattr(config, name) >= 0:
             raise UserError(f"{_flag(name)} must be 0 or more, got {getattr(config, name)}.")
+    if config.init_generator is not None and not config.init_generator.is_absolute() \
+            and not config.init_generator.is_file() and (_PACKAGES_ROOT / config.init_generator).is_file():
+        # A preset's path (training/pretrained/…) is the package's, wherever the command runs from.
+        config = dataclasses.replace(config, init_generator=_PACKAGES_ROOT / config.init_generator)
     if config.init_generator is not None and not config.init_generator.is_file():
         raise UserError(f"--init-generator {config.init_generator} is not a file; pass a .weights.h5 file such "
                         "as training/pretrained/photos/srresnet.weights.h5.")
