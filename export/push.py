@@ -11,7 +11,9 @@ is refused, exit status 3. On a local disk the copy is built under a hidden name
 folder sees nothing or all of it); object stores have no rename, so the files are written in place with
 `saved_model.pb` last: a server that lists the version before it is complete fails that load and retries it
 (TF Serving: --max_num_load_retries, 5 by default, a minute apart). Pushing a version that is already there
-with the same export record copies nothing, so a rollback is only a label change.
+with the same export record copies nothing, so a rollback is only a label change; if that copy was cut short
+(a file missing or of another size), the missing files are written, `saved_model.pb` again last. Model names and
+labels are plain words (a name is one folder inside DESTINATION; a label appears in REST paths).
 
 With --model-config, the model's entry in TF Serving's models.config (a ModelServerConfig text proto) is updated:
 --label NAME points NAME at the version, --promote points `stable` at it (and drops the labels that pointed at
@@ -22,6 +24,7 @@ names. Exit status: 0 pushed; 2 bad input; 3 not blessed.
 
 import dataclasses
 import os
+import re
 import sys
 import uuid
 from pathlib import Path
@@ -29,8 +32,10 @@ from pathlib import Path
 from core.cli import UserError, exit_on_user_error, parser, setup_logging
 from core.repository import EXPORT_RECORD, parse_version, version_dirs
 from export.bless import is_blessed, newest_blessed
+from export.repository import check_model_name
 
 STABLE = "stable"
+_LABEL = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 LOADED_LAST = "saved_model.pb"  # what a server opens first: written last where there is no atomic rename
 
 
@@ -62,6 +67,14 @@ def parse_args(argv=None) -> PushConfig:
     args = vars(p.parse_args(argv))
     args["labels"] = tuple(args["labels"])
     return PushConfig(**args)
+
+
+def _check_label(label: str) -> str:
+    """A version label is a plain word: it appears in REST paths (/labels/<label>) and in models.config."""
+    if not _LABEL.fullmatch(label):
+        raise UserError(f"--label {label!r} must be a plain word (letters, digits, '_', '-', '.'; not starting with "
+                        "'.' or '-'), as TF Serving's REST paths carry it.")
+    return label
 
 
 class NotBlessed(UserError):
@@ -103,24 +116,45 @@ def _same_export(version_dir: Path, remote: str) -> bool:
     return tf.io.gfile.exists(other) and tf.io.gfile.GFile(other, "rb").read() == ours
 
 
+def _missing_files(version_dir: Path, remote: str) -> list[Path]:
+    """The version's files that are absent at `remote` or of another size there (an interrupted copy)."""
+    import tensorflow as tf
+    missing = []
+    for relative in _files(version_dir):
+        other = _join(remote, relative.as_posix())
+        if not tf.io.gfile.exists(other) or tf.io.gfile.stat(other).length != (version_dir / relative).stat().st_size:
+            missing.append(relative)
+    return missing
+
+
+def _copy_files(version_dir: Path, target: str, files: list[Path]) -> None:
+    import tensorflow as tf
+    for folder in sorted(p.relative_to(version_dir) for p in version_dir.rglob("*") if p.is_dir()):
+        tf.io.gfile.makedirs(_join(target, folder.as_posix()))  # empty ones too (a SavedModel's assets/)
+    for relative in sorted(files, key=lambda p: str(p) == LOADED_LAST):
+        tf.io.gfile.copy(str(version_dir / relative), _join(target, relative.as_posix()), overwrite=True)
+
+
 def push_version(version_dir: Path, model_dir: str, version: int) -> tuple[str, bool]:
-    """Copy a version to `model_dir/<version>`; (its path, whether anything was copied)."""
+    """Copy a version to `model_dir/<version>`; (its path, whether anything was copied). A copy of the same export
+    that was cut short (an object store has no rename: files written in place, `saved_model.pb` last) is
+    completed, the server-opened file again last."""
     import tensorflow as tf
     target = _join(model_dir, str(version))
     if tf.io.gfile.exists(target):
-        if _same_export(version_dir, target):
-            return target, False
-        raise UserError(f"{target} exists and holds another export; push to another repository, or remove it "
-                        "there first.")
+        if not _same_export(version_dir, target):
+            raise UserError(f"{target} exists and holds another export; push to another repository, or remove it "
+                            "there first.")
+        missing = _missing_files(version_dir, target)
+        if missing:
+            _copy_files(version_dir, target, missing)
+        return target, bool(missing)
     tf.io.gfile.makedirs(model_dir)
     local = _is_local(model_dir)
     building = _join(model_dir, f".push-{os.getpid()}-{uuid.uuid4().hex[:8]}") if local else target
     try:
         tf.io.gfile.makedirs(building)
-        for folder in sorted(p.relative_to(version_dir) for p in version_dir.rglob("*") if p.is_dir()):
-            tf.io.gfile.makedirs(_join(building, folder.as_posix()))  # empty ones too (a SavedModel's assets/)
-        for relative in _files(version_dir):
-            tf.io.gfile.copy(str(version_dir / relative), _join(building, relative.as_posix()), overwrite=True)
+        _copy_files(version_dir, building, _files(version_dir))
         if local:
             os.rename(building, target)  # atomic on one file system; fails if the version appeared meanwhile
     except BaseException:
@@ -181,7 +215,12 @@ def push(config: PushConfig) -> dict:
                          f"{'missing' if not (version_dir / 'blessing.json').exists() else 'not blessed'}); only "
                          "versions that passed the deployment gate are pushed.")
     version = parse_version(version_dir.name)
-    model_name = config.model_name or version_dir.resolve().parent.name
+    model_name = check_model_name(config.model_name or version_dir.resolve().parent.name)
+    for label in config.labels:
+        _check_label(label)
+    if tf.io.gfile.exists(config.destination) and not tf.io.gfile.isdir(config.destination):
+        raise UserError(f"{config.destination} is a file; pass a repository folder (the version goes to "
+                        f"DESTINATION/{model_name}/{version}).")
     model_dir = _join(config.destination, model_name)
     new_config = None
     if config.model_config:  # worked out before any copy: a refused label change must not leave a new version

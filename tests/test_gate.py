@@ -157,6 +157,50 @@ def test_push_copies_only_blessed_versions_atomically_and_moves_labels(developme
     assert tf.io.gfile.exists("ram://production/srgan/1/saved_model.pb")
 
 
+def test_a_push_cut_short_on_an_object_store_is_completed_by_the_next(development, monkeypatch):
+    """On an object store the files are written in place, saved_model.pb last; a copy that failed there left a
+    version TF Serving cannot load, and the re-run must complete it rather than say "already in"."""
+    from export.push import PushConfig, push
+    first = development[0]
+    real_copy = tf.io.gfile.copy
+
+    def fail_at_the_graph(source, destination, overwrite=False):
+        if destination.endswith("saved_model.pb"):
+            raise OSError("connection reset")
+        return real_copy(source, destination, overwrite=overwrite)
+
+    monkeypatch.setattr(tf.io.gfile, "copy", fail_at_the_graph)
+    with pytest.raises(OSError):
+        push(PushConfig(first, "ram://cut/models"))
+    assert tf.io.gfile.exists("ram://cut/models/srgan/1/export.json")
+    assert not tf.io.gfile.exists("ram://cut/models/srgan/1/saved_model.pb")
+    monkeypatch.undo()
+    again = push(PushConfig(first, "ram://cut/models"))
+    assert again["copied"]
+    pushed = tf.io.gfile.GFile("ram://cut/models/srgan/1/saved_model.pb", "rb").read()
+    assert pushed == (first / "saved_model.pb").read_bytes()
+    assert not push(PushConfig(first, "ram://cut/models"))["copied"]  # complete now: nothing to copy
+
+
+@pytest.mark.parametrize("flags, sentence", [
+    (["--model-name", "../escaped"], "--model-name '../escaped' must be a plain folder name"),
+    (["--label", "", "--model-config", "m.config"], "--label '' must be a plain word"),
+    (["--label", "a b", "--model-config", "m.config"], "--label 'a b' must be a plain word"),
+    (["--label", "x/y", "--model-config", "m.config"], "--label 'x/y' must be a plain word"),
+])
+def test_push_refuses_names_that_leave_the_repository_or_break_rest_paths(development, tmp_path, flags, sentence):
+    result = run_module("export.push", str(development[0]), str(tmp_path / "production"), *flags)
+    assert result.returncode == 2 and sentence in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "escaped").exists() and not (tmp_path / "production").exists()
+
+
+def test_push_to_a_file_is_one_sentence(development, tmp_path):
+    (tmp_path / "a_file").write_text("x")
+    result = run_module("export.push", str(development[0]), str(tmp_path / "a_file"))
+    assert result.returncode == 2 and "is a file; pass a repository folder" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def _scores(psnr: dict, bicubic: float = 30.0, shift: float = 0.5) -> dict:
     """training.evaluation.summarise's shape for a model whose photographs score `psnr`."""
     gains = {n: v - bicubic for n, v in psnr.items()}
