@@ -22,6 +22,7 @@ import logging
 import os
 import sys
 import time
+import uuid
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -178,7 +179,7 @@ def _stitch_and_write(item, config: BulkConfig, scale: int, progress):
     for index, window in enumerate(plan):
         paste(out, windows[index], window, scale)
     target = FileSystems.join(config.out, output_name(path, scale))
-    temporary = FileSystems.join(config.out, f".{output_name(path, scale)}.partial")
+    temporary = FileSystems.join(config.out, f".{uuid.uuid4().hex[:16]}.partial")  # short: the name may be long
     try:
         buffer = io.BytesIO()
         as_file_image(out, picture).save(buffer, format="PNG")

@@ -19,6 +19,7 @@ import argparse
 import dataclasses
 import os
 import sys
+import uuid
 from pathlib import Path
 
 from PIL import Image
@@ -128,9 +129,14 @@ def check_outputs(inputs: tuple[Path, ...], out: Path, scale: int) -> None:
 
 def save_atomically(image: Image.Image, path: Path) -> None:
     """Written under a temporary name and renamed: an output that exists is complete."""
-    temporary = path.with_name(f".{path.name}.partial")
-    image.save(temporary, format="PNG")
-    os.replace(temporary, path)
+    # A short name of its own: the output's name plus a prefix and suffix could pass the file system's 255 bytes.
+    temporary = path.with_name(f".{uuid.uuid4().hex[:16]}.partial")
+    try:
+        image.save(temporary, format="PNG")
+        os.replace(temporary, path)
+    except BaseException:  # a full disk, Ctrl-C: no half-written file left behind
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 @exit_on_user_error
@@ -142,16 +148,22 @@ def run(config: UpscaleConfig) -> int:
     upscale = make_upscaler(config, version_dir)
     overlap = radius if config.overlap is None else config.overlap
     config.out.mkdir(parents=True, exist_ok=True)
-    failed = []
-    for path in tqdm(config.inputs, desc="upscaling", unit="img"):
-        try:
-            picture = read_picture(path, config.max_pixels)
-            result = upscale_picture(picture, upscale, scale, config.tile, overlap)
-            save_atomically(result, output_path(path, config.out, scale))
-        except UnreadableImage as error:
-            failed.append((path, error.reason))
-        except Exception as error:  # noqa: BLE001 - one file's failure (a refused request…) never stops the rest
-            failed.append((path, describe(error)))
+    failed, finished = [], 0
+    try:
+        for path in tqdm(config.inputs, desc="upscaling", unit="img"):
+            try:
+                picture = read_picture(path, config.max_pixels)
+                result = upscale_picture(picture, upscale, scale, config.tile, overlap)
+                save_atomically(result, output_path(path, config.out, scale))
+            except UnreadableImage as error:
+                failed.append((path, error.reason))
+            except Exception as error:  # noqa: BLE001 - one file's failure (a refused request…) never stops the rest
+                failed.append((path, describe(error)))
+            finished += 1
+    except KeyboardInterrupt:
+        print(f"interrupted: {finished - len(failed)} of {len(config.inputs)} images upscaled into {config.out}, "
+              "each complete", file=sys.stderr)
+        return 130
     done = len(config.inputs) - len(failed)
     print(f"upscaled {done} of {len(config.inputs)} images ×{scale} into {config.out}")
     for path, reason in failed:

@@ -61,6 +61,40 @@ def test_upscale_command_handles_grey_alpha_exif_and_bad_files(exported, tmp_pat
     assert not (out / "broken_x4.png").exists()
 
 
+def test_a_name_whose_output_just_fits_is_upscaled(exported, tmp_path):
+    """The output's name (stem + "_x4.png") is 255 bytes, the file system's limit: its temporary file's name,
+    once "." + that name + ".partial", must fit as well."""
+    photo = write_image(tmp_path / "in" / ("p" * 248 + ".png"), np.zeros((8, 8, 3), np.uint8))
+    result = run_module("serving.upscale", str(photo), "-o", str(tmp_path / "out"), "--backend", "onnx",
+                        "--model-dir", str(exported[0].parent))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / ("p" * 248 + "_x4.png")).is_file()
+    assert not list((tmp_path / "out").glob(".*"))
+
+
+def test_ctrl_c_stops_with_a_summary_and_leaves_only_whole_files(exported, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+    from tests.helpers import REPO
+    inputs = [write_image(tmp_path / "in" / f"{i:03d}.png", np.full((64, 64, 3), i % 256, np.uint8)) for i in range(300)]
+    out = tmp_path / "out"
+    process = subprocess.Popen([sys.executable, "-m", "serving.upscale", *map(str, inputs), "-o", str(out),
+                                "--backend", "onnx", "--model-dir", str(exported[0].parent)], cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(out.glob("*_x4.png")) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr and "interrupted:" in stderr and "each complete" in stderr
+    assert not list(out.glob(".*"))  # no temporary file left
+    for written in out.glob("*_x4.png"):
+        assert Image.open(written).size == (256, 256)
+
+
 def test_missing_model_is_one_clear_sentence(tmp_path):
     image = write_image(tmp_path / "a.png", np.zeros((4, 4, 3), np.uint8))
     result = run_module("serving.upscale", str(image), "-o", str(tmp_path / "out"), "--model-dir",
