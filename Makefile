@@ -25,7 +25,7 @@ demo: setup
 	$(PY) benchmarks/latency.py --model-dir models/srgan --out results/latency
 
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=25
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
