@@ -40,7 +40,7 @@ class Thresholds:
     max_photo_drop: float = 0.3  # dB of PSNR on any one photograph
     # A perceptual model (objective "perception"): NIQE against the PSNR baseline, a looser PSNR floor, and change
     # thresholds against the newest blessed perceptual version. min_gain and max_colour_shift apply to it too.
-    min_niqe_gain: float = 0.5  # mean NIQE below the PSNR baseline's by at least this
+    min_niqe_gain: float = 0.1  # mean NIQE below the PSNR baseline's by at least this
     perceptual_min_worst_gain: float = -1.0  # dB: the worst photograph's PSNR gain over bicubic
     max_niqe_rise: float = 0.1  # mean NIQE above the newest blessed perceptual version's, at most
     perceptual_max_mean_drop: float = 0.5  # dB of mean PSNR below the newest blessed perceptual version, at most
