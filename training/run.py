@@ -102,7 +102,7 @@ def train(config: TrainConfig) -> dict:
                                  gan_warmup=config.gan_warmup)
         nets = Networks(
             build_generator(config.model, residual_init_scale=config.residual_init_scale),
-            build_discriminator(config.model, config.crop_size),
+            build_discriminator(config.model, config.crop_size, spectral_norm=config.disc_spectral_norm),
             _optimizer(config, g_rate), _optimizer(config, config.disc_learning_rate or gan_rate), content_loss,
             pixel_loss=PIXEL_LOSSES[config.pixel_loss], consistency_loss=LowResolutionConsistency(config.antialias),
             consistency_weight=config.lr_consistency, adversarial=GAN_LOSSES[config.gan_loss],
