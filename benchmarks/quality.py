@@ -46,6 +46,7 @@ class QualityConfig:
     versions: tuple[int, ...] = ()  # of the one --model-dir; default: the newest
     backends: tuple[str, ...] = ("onnx",)  # onnx | onnx-fp16 | onnx-int8 | savedmodel
     weights: tuple[Path, ...] = ()  # shipped generators (training/pretrained/…), scored through Keras
+    checkpoints: tuple[Path, ...] = ()  # training runs (their latest checkpoint) or checkpoint prefixes, in Keras
     images: Path | None = None  # default: the photos data set's held-out photographs
     held_out: bool = True  # False: the benchmark sets only
     datasets: tuple[tuple[str, Path], ...] = ()  # (name, folder) of standard benchmark sets
@@ -83,6 +84,9 @@ def parse_args(argv=None) -> QualityConfig:
     p.add_argument("--weights", type=Path, action="append", default=[],
                    help="a shipped generator (a folder with generator.weights.h5 and model.json, such as "
                         "training/pretrained/photos-gan), scored in Keras; repeatable")
+    p.add_argument("--checkpoint", dest="checkpoints", type=Path, action="append", default=[],
+                   help="a training run (its latest checkpoint; the moving average where the run kept one) or a "
+                        "checkpoint prefix, scored in Keras; repeatable")
     p.add_argument("--images", type=Path, help="a folder of photographs (default: the held-out photographs)")
     p.add_argument("--held-out", action=argparse.BooleanOptionalAction, default=d.held_out,
                    help="score the held-out photographs (or --images); --no-held-out: the --dataset sets only")
@@ -97,14 +101,15 @@ def parse_args(argv=None) -> QualityConfig:
     p.add_argument("--metrics", type=Path, help="metrics.jsonl of the training run, for the learning curve")
     p.add_argument("--out", type=Path, default=d.out)
     args = vars(p.parse_args(argv))
-    args["model_dirs"], args["weights"] = tuple(args["model_dirs"]), tuple(args["weights"])
+    for name in ("model_dirs", "weights", "checkpoints"):
+        args[name] = tuple(args[name])
     args["datasets"], args["sweep"] = tuple(args["datasets"]), tuple(args["sweep"]) if args["sweep"] else None
     return QualityConfig(**args)
 
 
 # -- models ---------------------------------------------------------------------------------------------
 def _model_dirs(config: QualityConfig) -> tuple[Path, ...]:
-    if config.model_dirs or config.weights or config.sweep:
+    if config.model_dirs or config.weights or config.checkpoints or config.sweep:
         return config.model_dirs
     return (DEFAULT_MODEL_DIR,)
 
@@ -128,7 +133,8 @@ def _version_dirs(config: QualityConfig) -> list[Path]:
 def _upscalers(config: QualityConfig, version_folders: list[Path]) -> dict:
     """Every model to score, by the name its rows carry: "v3 onnx" (one model folder), "srgan_gan v3 onnx"
     (several), or a shipped generator's folder name."""
-    from training.checkpointing import load_weights
+    from export.checkpoint import find_checkpoint
+    from training.checkpointing import load_generator, load_weights
     from training.evaluation import keras_upscaler
     several = len({v.parent for v in version_folders}) > 1
     upscalers = {}
@@ -138,6 +144,10 @@ def _upscalers(config: QualityConfig, version_folders: list[Path]) -> dict:
             upscalers[f"{name} {backend}"] = photo_upscaler(version_dir, backend)
     for weights in config.weights:
         upscalers[weights.name if weights.is_dir() else weights.stem] = keras_upscaler(load_weights(weights).model)
+    for checkpoint in config.checkpoints:
+        found = find_checkpoint(checkpoint, None) if checkpoint.is_dir() else find_checkpoint(None, checkpoint)
+        trained = load_generator(found)
+        upscalers[f"{Path(found).parent.parent.name} step {trained.step}"] = keras_upscaler(trained.model)
     return upscalers
 
 

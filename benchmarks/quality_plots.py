@@ -17,14 +17,21 @@ def _pyplot():
     return plt
 
 
-def _detail_box(hr: np.ndarray, size: int) -> tuple[int, int]:
-    """Top-left corner of the size×size window with the most detail (largest luminance variance)."""
+def _detail_box(hr: np.ndarray, size: int, fine: bool = False) -> tuple[int, int]:
+    """Top-left corner of the size×size window with the most detail: the largest luminance variance, or with
+    `fine` the largest mean difference between neighbouring pixels (texture, not a broad gradient)."""
     grey = hr.astype(np.float32).mean(axis=2)
+    if fine:
+        detail = np.zeros_like(grey)
+        detail[:, 1:] += np.abs(np.diff(grey, axis=1))
+        detail[1:, :] += np.abs(np.diff(grey, axis=0))
+        grey = detail
     best, corner = -1.0, (0, 0)
     step = max(size // 2, 1)
     for top in range(0, max(grey.shape[0] - size, 0) + 1, step):
         for left in range(0, max(grey.shape[1] - size, 0) + 1, step):
-            variance = float(grey[top:top + size, left:left + size].var())
+            window = grey[top:top + size, left:left + size]
+            variance = float(window.mean() if fine else window.var())
             if variance > best:
                 best, corner = variance, (top, left)
     return corner
@@ -117,7 +124,7 @@ def texture_sheet(pairs, outputs: dict, path: Path, crop: int = 128) -> Path:
     for label, name in texture_crops(pairs):
         pair = by_name[name]
         size = min(crop, *pair.hr.shape[:2])
-        top, left = _detail_box(pair.hr, size)
+        top, left = _detail_box(pair.hr, size, fine=True)
         images = {**{k: v[name] for k, v in outputs.items()}, "original": pair.hr}
         panels = []
         for column in _columns(outputs):
