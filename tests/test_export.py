@@ -373,3 +373,50 @@ def test_an_export_killed_at_any_stage_leaves_no_partial_or_unblessed_version(tr
     published = str(len(visible) + 1)
     assert json.loads((model_path / published / "blessing.json").read_text())["blessed"]
     assert sorted(p.name for p in model_path.iterdir()) == [".export.lock", *visible, published]  # staging gone
+
+
+def _shipped(folder: Path, seed: int, objective: str) -> Path:
+    """A tiny generator saved as training.publish ships one, with a card that says what it is for."""
+    import keras
+
+    from training.model import ModelSpec, build_generator
+    keras.utils.set_random_seed(seed)
+    spec = ModelSpec(channels=4, residual_blocks=1)
+    folder.mkdir(parents=True)
+    build_generator(spec).save_weights(str(folder / "generator.weights.h5"))
+    spec.save(folder)
+    (folder / "card.json").write_text(json.dumps({"objective": objective, "steps": {"generator.weights.h5": seed}}))
+    return folder
+
+
+@pytest.mark.slow
+def test_an_interpolated_export_records_alpha_and_the_nearer_models_objective(tmp_path):
+    psnr = _shipped(tmp_path / "psnr", 1, "distortion")
+    gan = _shipped(tmp_path / "gan", 2, "perception")
+    result = run_module("export.to_onnx", "--weights", str(psnr), "--interpolate", str(gan), "--alpha", "0.6",
+                        "--repository", str(tmp_path / "models"), "--model-name", "blend", "--no-bless")
+    assert result.returncode == 0, result.stderr[-2000:]
+    record = json.loads((tmp_path / "models" / "blend" / "1" / "export.json").read_text())
+    assert record["interpolation"] == {"alpha": 0.6, "psnr_weights": str(psnr), "gan_weights": str(gan)}
+    assert record["objective"] == "perception"  # α ≥ 0.5: the GAN's
+    assert "blended with" in result.stderr and "a perception model" in result.stderr
+
+
+@pytest.mark.slow  # a TensorFlow process each
+@pytest.mark.parametrize("flags, sentence", [
+    (["--interpolate", "x"], "--interpolate GAN_WEIGHTS and --alpha A go together"),
+    (["--alpha", "0.5"], "--interpolate GAN_WEIGHTS and --alpha A go together"),
+    (["--interpolate", "x", "--alpha", "0.5", "--run-dir", "runs/none"], "--interpolate needs --weights"),
+])
+def test_interpolation_flags_that_do_not_go_together_are_one_sentence(flags, sentence, tmp_path):
+    result = run_module("export.to_onnx", *flags, "--repository", str(tmp_path / "models"), "--no-bless")
+    assert result.returncode == 2 and sentence in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_an_alpha_outside_zero_to_one_is_refused(tmp_path):
+    psnr, gan = _shipped(tmp_path / "psnr", 1, "distortion"), _shipped(tmp_path / "gan", 2, "perception")
+    result = run_module("export.to_onnx", "--weights", str(psnr), "--interpolate", str(gan), "--alpha", "1.5",
+                        "--repository", str(tmp_path / "models"), "--no-bless")
+    assert result.returncode == 2 and "--alpha must be between 0" in result.stderr
+    assert not (tmp_path / "models" / "srgan").exists()

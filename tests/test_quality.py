@@ -139,13 +139,15 @@ def test_quality_benchmark_says_when_there_is_no_model(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_the_card_command_gives_the_recorded_configuration(monkeypatch):
-    """The command on the card, run again, would train with exactly the configuration the card records (in its
-    own run folder)."""
+@pytest.mark.parametrize("shipped", ["photos", "photos-gan"])
+def test_the_card_command_gives_the_recorded_configuration(monkeypatch, shipped):
+    """The command on each shipped card, run again, would train with exactly the configuration the card records
+    (in its own run folder), and the card says what the model is for."""
     import shlex
 
     from training.config import config_from_args
-    card = json.loads((PRETRAINED / "card.json").read_text())
+    card = json.loads((PRETRAINED.parent / shipped / "card.json").read_text())
+    assert card["objective"] == ("perception" if shipped == "photos-gan" else "distortion")
     monkeypatch.chdir(REPO)  # the paths in the command are the repository's
     argv = shlex.split(card["command"])
     assert argv[:3] == ["python", "-m", "training.run"]
