@@ -21,7 +21,8 @@ from core import contract
 from core.repository import ONNX_INT8
 from serving.onnx_runtime import create_session
 from training.data import photos
-from training.evaluation import Pair, held_out_pairs, make_pair, score_image
+from training.evaluation import Pair, held_out_pairs, make_pair
+from training.metrics import psnr_y
 
 FILE_NAME = ONNX_INT8
 FORMAT = "QDQ; uint8 activations, int8 per-channel weights; Conv only; percentile calibration (99.99)"
@@ -87,14 +88,17 @@ def _upscaler(path: Path):
     return lambda lr: session.run(None, {contract.UINT8_INPUT: lr[None]})[0][0]
 
 
+def _psnr(sr: np.ndarray, hr: np.ndarray, scale: int) -> float:
+    return float(psnr_y(sr[None], hr[None], scale)[0])
+
+
 def _psnr_loss(float_model, int8_model, pairs: list[Pair], scale: int) -> tuple[float, dict]:
     """Mean PSNR (Y) of the float model minus the INT8 model's against the originals, and per image."""
     images = {}
     for pair in pairs:
         reference, quantized = float_model(pair.lr), int8_model(pair.lr)
-        images[pair.name] = {"float": score_image(reference, pair.hr, scale)["psnr"],
-                             "int8": score_image(quantized, pair.hr, scale)["psnr"],
-                             "int8_against_float": score_image(quantized, reference, scale)["psnr"]}
+        images[pair.name] = {"float": _psnr(reference, pair.hr, scale), "int8": _psnr(quantized, pair.hr, scale),
+                             "int8_against_float": _psnr(quantized, reference, scale)}
     loss = float(np.mean([v["float"] - v["int8"] for v in images.values()]))
     return loss, images
 

@@ -64,9 +64,9 @@ def test_training_help_shows_every_presets_defaults():
     assert result.returncode == 0
     text = " ".join(result.stdout.split())
     assert "(demo: 24, photos: 15000, photos-gan: 0, seed: 0)" in text  # --pretrain-steps
-    assert "--epochs EPOCHS (demo: 2, photos: 3, photos-gan: 20, seed: 60)" in text
+    assert "--epochs EPOCHS (demo: 2, photos: 3, photos-gan: 16, seed: 60)" in text
     assert ("--learning-rate LEARNING_RATE Adam learning rate (article: 1e-4) (demo: 0.0001, photos: 0.0002, "
-            "photos-gan: 0.0001") in text
+            "photos-gan: 2e-05") in text
     assert "--out-dir" not in text and "--run-dir" in text  # the old spelling works but is not offered
 
 

@@ -45,7 +45,10 @@ def test_a_model_worse_than_bicubic_is_refused_and_kept_where_no_server_looks(tr
     assert "mean PSNR gain over bicubic" in failed and "mean PSNR gain over bicubic" in blessing["reasons"][0]
     assert blessing["infra_validation"]["passed"]  # it loads and answers: refused for its quality alone
     assert blessing["thresholds"] == {"min_gain": 0.0, "min_worst_gain": -0.5, "max_colour_shift": 1.0,
-                                      "max_mean_drop": 0.05, "max_photo_drop": 0.3}
+                                      "max_mean_drop": 0.05, "max_photo_drop": 0.3, "min_niqe_gain": 0.1,
+                                      "perceptual_min_worst_gain": -1.0, "max_niqe_rise": 0.1,
+                                      "perceptual_max_mean_drop": 0.5}
+    assert blessing["objective"] == "distortion" and blessing["psnr_reference"] is None
     assert sorted(blessing["evaluation"]["images"]) == ["chelsea", "coffee"]
     assert "NOT BLESSED" in result.stdout and str(model / ".rejected" / "1") in result.stdout
     assert "**FAIL**" in result.stdout

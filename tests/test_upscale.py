@@ -78,7 +78,9 @@ def test_ctrl_c_stops_with_a_summary_and_leaves_only_whole_files(exported, tmp_p
     import sys
     import time
     from tests.helpers import REPO
-    inputs = [write_image(tmp_path / "in" / f"{i:03d}.png", np.full((64, 64, 3), i % 256, np.uint8)) for i in range(300)]
+    # Large enough that the 300 take tens of seconds even with the tiny test model: Ctrl-C comes long before the end.
+    inputs = [write_image(tmp_path / "in" / f"{i:03d}.png", np.full((192, 192, 3), i % 256, np.uint8))
+              for i in range(300)]
     out = tmp_path / "out"
     process = subprocess.Popen([sys.executable, "-m", "serving.upscale", *map(str, inputs), "-o", str(out),
                                 "--backend", "onnx", "--model-dir", str(exported[0].parent)], cwd=REPO,
@@ -91,8 +93,10 @@ def test_ctrl_c_stops_with_a_summary_and_leaves_only_whole_files(exported, tmp_p
     assert process.returncode == 130, stderr[-2000:]
     assert "Traceback" not in stderr and "interrupted:" in stderr and "each complete" in stderr
     assert not list(out.glob(".*"))  # no temporary file left
-    for written in out.glob("*_x4.png"):
-        assert Image.open(written).size == (256, 256)
+    written = list(out.glob("*_x4.png"))
+    assert 0 < len(written) < len(inputs)
+    for path in written:
+        assert Image.open(path).size == (768, 768)
 
 
 def test_missing_model_is_one_clear_sentence(tmp_path):

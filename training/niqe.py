@@ -11,6 +11,7 @@ Gaussian's mean and covariance, and the 7×7 window) is the authors' own, as Bas
 """
 
 import math
+import warnings
 from functools import lru_cache
 from pathlib import Path
 
@@ -97,6 +98,12 @@ def niqe_y(y: np.ndarray) -> float:
     # float32 throughout, as BasicSR: the local deviation of a few blocks is sensitive to it, and matching the
     # reference implementation beats matching MATLAB's doubles that nobody else reproduces.
     image = np.asarray(y, np.float32)[:rows * BLOCK, :cols * BLOCK]
+    with warnings.catch_warnings():  # a flat block's statistics are NaN (numpy warns); such blocks are left out
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return _distance(image, rows, cols, mu_pristine, cov_pristine, window)
+
+
+def _distance(image, rows: int, cols: int, mu_pristine, cov_pristine, window) -> float:
     per_scale = []
     for scale in (1, 2):
         mu = convolve(image, window, mode="nearest")
@@ -108,18 +115,25 @@ def niqe_y(y: np.ndarray) -> float:
         if scale == 1:
             image = (matlab_imresize(image / np.float32(255), 0.5).astype(np.float32) * np.float32(255))
     features = np.concatenate(per_scale, axis=1)
+    finite = features[~np.isnan(features).any(axis=1)]
+    if len(finite) < 2:  # flat blocks (no variation at all) have no statistics: nothing to compare
+        raise ValueError(f"NIQE needs at least 2 blocks with texture, got {len(finite)} of {len(features)}")
     mu = np.nanmean(features, axis=0)
-    cov = np.cov(features[~np.isnan(features).any(axis=1)], rowvar=False)
+    cov = np.cov(finite, rowvar=False)
     difference = mu_pristine - mu
     return float(np.sqrt(difference @ np.linalg.pinv((cov_pristine + cov) / 2) @ difference))
 
 
 def niqe(rgb_uint8: np.ndarray, border: int = 0) -> float | None:
     """NIQE of one uint8 RGB image (H×W×3) on its BT.601 Y channel, `border` pixels cropped from each side,
-    as BasicSR's `calculate_niqe`; None where fewer than `MIN_SIDE` pixels are left on a side."""
+    as BasicSR's `calculate_niqe`; None where fewer than `MIN_SIDE` pixels are left on a side, or fewer than two
+    blocks have any texture (a flat picture)."""
     y = (16.0 + np.asarray(rgb_uint8, np.float32) / np.float32(255) @ (_Y_WEIGHTS * 255)).astype(np.float32)
     if border:
         y = y[border:-border, border:-border]
     if min(y.shape) < MIN_SIDE:
         return None
-    return niqe_y(np.round(y))
+    try:
+        return niqe_y(np.round(y))
+    except ValueError:  # flat: no statistics to compare
+        return None
