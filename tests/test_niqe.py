@@ -46,3 +46,9 @@ def test_matlab_imresize_halves_as_matlab_does():
     assert half.shape == (8, 8)
     assert half[4, 2:6] == pytest.approx([4.5, 6.5, 8.5, 10.5], abs=1e-9)
     assert niqe.matlab_imresize(np.full((9, 7), 3.0), 0.5) == pytest.approx(np.full((5, 4), 3.0))
+
+
+def test_a_flat_picture_has_no_niqe_and_no_warning(recwarn):
+    flat = np.full((256, 256, 3), 128, np.uint8)
+    assert niqe.niqe(flat) is None  # every block's statistics are undefined: nothing to compare
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
