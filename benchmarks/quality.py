@@ -6,6 +6,7 @@ never trained on and on the standard benchmark sets.
         --dataset Set5=~/sr/Set5 --dataset Set14=~/sr/Set14        # both models, beside the SRGAN paper
     python benchmarks/quality.py --weights training/pretrained/photos --weights training/pretrained/photos-gan \
         --sweep training/pretrained/photos training/pretrained/photos-gan   # + the α sweep
+    python benchmarks/quality.py --checkpoint runs/photos-gan --dataset Set14=~/sr/Set14   # a run, mid-training
 
 Held-out photographs are cropped to a multiple of 4 and degraded as training degrades them (antialiased bicubic
 ×4; `--no-antialias` for the article's plain bicubic). A benchmark set (`--dataset NAME=DIR`, repeatable) is read
