@@ -154,3 +154,17 @@ def test_the_card_command_gives_the_recorded_configuration(monkeypatch, shipped)
     again = json.loads(json.dumps(dataclasses.asdict(config_from_args(argv[3:])), default=str))
     assert "out_dir" not in card["config"]  # where it was trained is not part of the recipe
     assert {k: v for k, v in again.items() if k != "out_dir"} == card["config"]
+
+
+def test_quality_benchmark_scores_a_training_run_as_typed(trained_run, tmp_path):
+    photos = tmp_path / "photos"
+    y, x = np.mgrid[0:48, 0:64]
+    write_image(photos / "p.png", np.clip(128 + 90 * np.sin(x[..., None] / 5 + y[..., None] / 7 + np.arange(3)),
+                                          0, 255).astype(np.uint8))
+    result = subprocess.run([sys.executable, "benchmarks/quality.py", "--checkpoint", str(trained_run), "--images",
+                             str(photos), "--out", str(tmp_path / "q")], cwd=REPO, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    methods = json.loads((tmp_path / "q" / "quality.json").read_text())["methods"]
+    assert set(methods) == {"bicubic", "lanczos", "run step 3"}
+    assert methods["run step 3"]["niqe"] is None and methods["run step 3"]["niqe_skipped"] == 1  # 48×64: too small
