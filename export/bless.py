@@ -160,6 +160,17 @@ def _check(name: str, kind: str, value: float, bound: float, at_least: bool, uni
             **({"detail": detail} if detail else {})}
 
 
+def _niqe_check(name: str, kind: str, value: float | None, bound: float, at_least: bool) -> dict:
+    """A NIQE threshold; failed, saying why, where NIQE could not be measured (photographs under 192 pixels)."""
+    if value is not None:
+        return _check(name, kind, value, bound, at_least, "NIQE")
+    from training.niqe import MIN_SIDE
+    return {"name": name, "kind": kind, "value": float("nan"), "threshold": f"{'≥' if at_least else '≤'} {bound:g}",
+            "unit": "NIQE", "ok": False,
+            "detail": f"no NIQE: its photographs are under {MIN_SIDE} pixels a side; pass --eval-images "
+                      "with larger ones"}
+
+
 def checks(model: dict, baseline: dict | None, t: Thresholds, objective: str = "distortion",
            psnr_reference: dict | None = None) -> list[dict]:
     """Every threshold of the objective applied; a change threshold only when there is a baseline."""
@@ -168,8 +179,11 @@ def checks(model: dict, baseline: dict | None, t: Thresholds, objective: str = "
     perceptual = objective == "perception"
     found = []
     if perceptual:
-        found.append(_check(f"mean NIQE below {psnr_reference['model']}'s ({psnr_reference['niqe']:.2f})", "value",
-                            psnr_reference["niqe"] - model["niqe"], t.min_niqe_gain, True, "NIQE"))
+        reference = psnr_reference["niqe"]
+        found.append(_niqe_check(f"mean NIQE below {psnr_reference['model']}'s"
+                                 + ("" if reference is None else f" ({reference:.2f})"), "value",
+                                 None if None in (reference, model["niqe"]) else reference - model["niqe"],
+                                 t.min_niqe_gain, True))
     found += [_check("mean PSNR gain over bicubic", "value", model["gain"], t.min_gain, True, "dB"),
               _check("worst photograph's gain over bicubic", "value", model["worst_gain"],
                      t.perceptual_min_worst_gain if perceptual else t.min_worst_gain, True, "dB", model["worst"]),
@@ -182,8 +196,9 @@ def checks(model: dict, baseline: dict | None, t: Thresholds, objective: str = "
                        mean(baseline["images"]) - mean(model["images"]),
                        t.perceptual_max_mean_drop if perceptual else t.max_mean_drop, False, "dB")
     if perceptual:
-        return found + [_check(f"mean NIQE rise against version {baseline['version']}", "change",
-                               model["niqe"] - baseline["niqe"], t.max_niqe_rise, False, "NIQE"), mean_drop]
+        rise = None if None in (model["niqe"], baseline["niqe"]) else model["niqe"] - baseline["niqe"]
+        return found + [_niqe_check(f"mean NIQE rise against version {baseline['version']}", "change", rise,
+                                    t.max_niqe_rise, False), mean_drop]
     drops = {n: baseline["images"][n]["psnr"] - model["images"][n]["psnr"] for n in common}
     worst = max(drops, key=drops.get) if drops else ""
     return found + [mean_drop, _check(f"largest PSNR drop on one photograph against version {baseline['version']}",

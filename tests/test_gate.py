@@ -294,3 +294,10 @@ def test_the_psnr_baseline_is_found_in_the_repository(tmp_path):
     assert psnr_baseline(tmp_path / "srgan") == ("srgan", 2, newest)  # a model folder
     assert psnr_baseline(newest) == ("srgan", 2, newest)  # a version
     assert psnr_baseline(tmp_path / "srgan_gan") is None  # only perceptual versions there
+
+
+def test_a_perceptual_model_without_a_niqe_is_refused_saying_why():
+    from export.bless import checks
+    small = {**_scores({"sky": 31.0, "cat": 32.0}), "niqe": None}  # photographs under 192 pixels a side
+    verdict = checks(small, None, Thresholds(), "perception", {"model": "bicubic", "niqe": None})
+    assert verdict[0]["ok"] is False and "under 192 pixels" in verdict[0]["detail"]
