@@ -84,7 +84,9 @@ def test_ctrl_c_stops_with_a_summary_and_leaves_only_whole_files(exported, tmp_p
     out = tmp_path / "out"
     process = subprocess.Popen([sys.executable, "-m", "serving.upscale", *map(str, inputs), "-o", str(out),
                                 "--backend", "onnx", "--model-dir", str(exported[0].parent)], cwd=REPO,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               # As a terminal starts it: a shell's background job (CI) would inherit SIGINT ignored.
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not list(out.glob("*_x4.png")) and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.05)
