@@ -191,9 +191,9 @@ def _trained_generator(config: ExportConfig):
     if config.interpolate is not None:
         if config.weights is None:
             raise UserError("--interpolate needs --weights: the PSNR model it blends with.")
-        from training.interpolation import load_interpolated
-        trained = load_interpolated(config.weights, config.interpolate, config.alpha)
-        gan = load_weights(config.interpolate)
+        from training.interpolation import interpolate
+        gan = load_weights(config.interpolate)  # loaded once: its weights and its objective
+        trained = interpolate(load_weights(config.weights), gan, config.alpha)
         trained = dataclasses.replace(trained, objective=gan.objective if config.alpha >= 0.5 else trained.objective)
         interpolation = {"alpha": config.alpha, "psnr_weights": str(config.weights),
                          "gan_weights": str(config.interpolate)}

@@ -3,10 +3,8 @@
 architecture: one knob along the perception–distortion trade-off (Blau & Michaeli, CVPR 2018), no training."""
 
 import dataclasses
-from pathlib import Path
-
 from core.cli import UserError
-from training.checkpointing import TrainedGenerator, load_weights
+from training.checkpointing import TrainedGenerator
 
 
 def interpolate(psnr: TrainedGenerator, gan: TrainedGenerator, alpha: float) -> TrainedGenerator:
@@ -22,7 +20,3 @@ def interpolate(psnr: TrainedGenerator, gan: TrainedGenerator, alpha: float) -> 
                          for a, b in zip(psnr.model.get_weights(), gan.model.get_weights())])
     return dataclasses.replace(psnr, model=blended, step=gan.step if alpha == 1 else psnr.step)
 
-
-def load_interpolated(psnr_weights: Path, gan_weights: Path, alpha: float) -> TrainedGenerator:
-    """`interpolate` on two shipped generators (folders or .weights.h5 files, as `load_weights` reads them)."""
-    return interpolate(load_weights(psnr_weights), load_weights(gan_weights), alpha)
