@@ -3,6 +3,7 @@
 architecture: one knob along the perception–distortion trade-off (Blau & Michaeli, CVPR 2018), no training."""
 
 import dataclasses
+
 from core.cli import UserError
 from training.checkpointing import TrainedGenerator
 
