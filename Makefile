@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test test-fast
+.PHONY: setup demo serve test test-fast
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,16 @@ demo: setup
 	$(PY) -m workflows.demo --model-dir models/srgan --model-dir models/srgan_gan --out results
 	$(PY) benchmarks/quality.py --model-dir models/srgan --model-dir models/srgan_gan --out results/quality
 	$(PY) benchmarks/latency.py --model-dir models/srgan --out results/latency
+	@echo "Try the models on your own photograph in a browser: make serve (then open the address it prints)."
+
+# The demo's models (MODELS_CONFIG, written by make demo) on TF Serving's ports, with the web page on the
+# REST port (--enable_ui, off by default). Ctrl-C stops it.
+MODELS_CONFIG ?= results/models.config
+GRPC_PORT ?= 8500
+REST_PORT ?= 8501
+serve: setup
+	@test -f $(MODELS_CONFIG) || { echo "no $(MODELS_CONFIG): run make demo first"; exit 2; }
+	$(PY) -m serving.server --model_config_file $(MODELS_CONFIG) --port $(GRPC_PORT) --rest_api_port $(REST_PORT) --enable_ui
 
 test: setup
 	$(PY) -m pytest -q --durations=25

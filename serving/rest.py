@@ -38,11 +38,12 @@ _STATUS = re.compile(r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels
 class RestApi:
     """The WSGI application: `RestApi(prediction, models, max_body_bytes)` answers like TF Serving's port 8501."""
 
-    def __init__(self, prediction, models, max_body_bytes: int, timeout_seconds: float = 30.0):
+    def __init__(self, prediction, models, max_body_bytes: int, timeout_seconds: float = 30.0, page=None):
         self.prediction = prediction  # serving.service.PredictionService
         self.models = models  # serving.service.ModelService
         self.max_body_bytes = max_body_bytes
         self.timeout_seconds = timeout_seconds  # every request's deadline (--rest_api_timeout_in_ms)
+        self.page = page  # serving.web_ui.WebPage with --enable_ui, else None (TF Serving has no page)
         self.draining = False  # set on SIGTERM: requests already running finish, new ones are turned away
 
     def __call__(self, environ, start_response):
@@ -56,6 +57,8 @@ class RestApi:
         path = request.path
         if path == METRICS_PATH and request.method == "GET":
             return Response(generate_latest(METRICS.registry), content_type=CONTENT_TYPE_LATEST)
+        if self.page is not None and (answer := self.page.respond(request)) is not None:
+            return answer
         if not path.lower().startswith("/v1/"):
             return Response("", status=404)  # TF Serving registers no handler outside /v1/
         try:

@@ -68,6 +68,7 @@ class ServerConfig:
     allow_version_labels_for_unavailable_models: bool = False
     # HandleReloadConfigRequest from the network; TF Serving's fleets get the same by not exposing ModelService.
     enable_reload_config: bool = True
+    enable_ui: bool = False  # ours: a web page on the REST port to try the models (serving.web_ui)
 
 
 def parse_args(argv=None) -> ServerConfig:
@@ -128,7 +129,13 @@ def parse_args(argv=None) -> ServerConfig:
     p.add_argument("--enable_reload_config", action=argparse.BooleanOptionalAction, default=d.enable_reload_config,
                    help="answer ModelService.HandleReloadConfigRequest (--no-enable_reload_config: refuse it with "
                         "PERMISSION_DENIED, for servers whose gRPC port others can reach)")
-    return ServerConfig(**vars(p.parse_args(argv)))
+    p.add_argument("--enable_ui", action="store_true",
+                   help="serve a web page at /ui/ on the REST port to try the served models on a photograph (ours, "
+                        "off by default: TF Serving has no page); needs --rest_api_port")
+    config = ServerConfig(**vars(p.parse_args(argv)))
+    if config.enable_ui and not config.rest_api_port:
+        p.error("--enable_ui serves the page on the REST port: pass --rest_api_port too (e.g. 8501)")
+    return config
 
 
 def load_model_configs(config: ServerConfig) -> list:
@@ -223,8 +230,12 @@ class ModelServer:
     def start_rest(self, port: int) -> int:
         """TF Serving's REST API on `port` (0: any free one); returns the port bound."""
         from serving.rest import RestApi, serve_rest
+        page = None
+        if self.config.enable_ui:
+            from serving.web_ui import WebPage
+            page = WebPage(self.manager, lambda: self.prediction.limits, self.config.rest_api_max_body_bytes)
         self.rest_app = RestApi(self.prediction, self.models, self.config.rest_api_max_body_bytes,
-                                self.config.rest_api_timeout_in_ms / 1000)
+                                self.config.rest_api_timeout_in_ms / 1000, page)
         self.rest, bound = serve_rest(self.rest_app, self.config.host, port, self.config.rest_api_num_threads,
                                       self.config.rest_api_read_seconds)
         threading.Thread(target=self.rest.run, name="rest-api", daemon=True).start()
@@ -265,6 +276,10 @@ def serve(config: ServerConfig) -> None:
     if server.rest_port:
         log.info("REST API and Prometheus metrics (/monitoring/prometheus/metrics) on %s:%s", config.host,
                  server.rest_port)
+    if config.enable_ui:
+        from serving.web_ui import UI_PATH
+        shown = "127.0.0.1" if config.host in ("0.0.0.0", "::") else config.host
+        log.info("web page: http://%s:%s%s (open it in a browser)", shown, server.rest_port, UI_PATH)
     print(f"{READY} {config.host}:{port}", flush=True)  # the line scripts wait for (serving.process)
     # Python runs signal handlers in the main thread only when it wakes. A signal the kernel hands to another
     # thread (it does so right after a SIGSTOP/SIGCONT) would leave an endless wait here asleep: wake every second.

@@ -142,6 +142,11 @@ BAD_REQUESTS = {
 }
 
 
+def test_no_page_without_enable_ui_as_tf_serving(server):
+    for path in ("/", "/ui/", "/ui/app.js", "/ui/config.json"):  # TF Serving registers nothing outside /v1/
+        assert http_bytes(server, "GET", path) == (404, b""), path
+
+
 @pytest.mark.parametrize("case", sorted(BAD_REQUESTS))
 def test_bad_requests_get_tf_servings_http_status_and_json_error(server, case):
     method, path, body, code, text = BAD_REQUESTS[case]

@@ -32,7 +32,7 @@ def _default_photo() -> Path:
     return HELD_OUT_PHOTOS[-1].path()  # a portrait, never trained on
 
 
-def _model_config(model_dirs: list[Path], path: Path) -> Path:
+def write_model_config(model_dirs: list[Path], path: Path) -> Path:
     """TF Serving's model config (a ModelServerConfig text proto) serving each model folder under its name."""
     from google.protobuf import text_format
     from tensorflow_serving.config import model_server_config_pb2
@@ -64,7 +64,7 @@ def run(model_dirs: list[Path], image_path: Path | None, out_dir: Path) -> int:
     except BadImage as bad:
         raise UserError(f"{image_path} cannot be used ({bad.reason}); pass --image with a photograph.") from None
     image = pair.lr
-    config_path = _model_config(model_dirs, out_dir / "models.config")
+    config_path = write_model_config(model_dirs, out_dir / "models.config")
     server = EmbeddedServer("--model_config_file", str(config_path))
     answers = {}
     try:
