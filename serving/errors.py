@@ -12,6 +12,17 @@ class ServingError(Exception):
         self.message = message
 
 
+# gRPC carries a status message in a header, and clients refuse headers over 16 KB: a message that echoes what a
+# client sent (a model name of 100 KB) would reach it as RESOURCE_EXHAUSTED instead of its own code.
+MAX_MESSAGE_CHARS = 2000
+MAX_ECHOED_CHARS = 200
+
+
+def echoed(text: str) -> str:
+    """What a client sent, as a message repeats it: cut to MAX_ECHOED_CHARS."""
+    return text if len(text) <= MAX_ECHOED_CHARS else text[:MAX_ECHOED_CHARS] + f"… ({len(text)} characters)"
+
+
 def not_found(message: str) -> ServingError:
     return ServingError(grpc.StatusCode.NOT_FOUND, message)
 

@@ -21,7 +21,7 @@ from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
 from core.repository import version_dirs
-from serving.errors import ServingError, describe, invalid_argument, not_found
+from serving.errors import ServingError, describe, echoed, invalid_argument, not_found
 from serving.metrics import METRICS
 from serving.servable import Servable
 
@@ -147,7 +147,7 @@ class ServedModel:
             elif model_spec.version_label:
                 label = model_spec.version_label
                 if label not in self.config.version_labels:  # server_core.cc: GetModelVersionForLabel
-                    raise invalid_argument(f"Unrecognized servable version label: {label}")
+                    raise invalid_argument(f"Unrecognized servable version label: {echoed(label)}")
                 version = self.config.version_labels[label]
                 request = f"Specific({self.name}, {version}) (label {label})"
             else:
@@ -269,7 +269,7 @@ class ModelManager:
         if not name:  # server_core.cc: ServableRequestFromModelSpec
             raise invalid_argument("ModelSpec has no name specified.")
         if name not in self.models:
-            raise not_found(f"Servable not found for request: Latest({name})")
+            raise not_found(f"Servable not found for request: Latest({echoed(name)})")
         return self.models[name]
 
     def check_labels(self) -> None:

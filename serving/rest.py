@@ -62,21 +62,29 @@ class RestApi:
         if not path.lower().startswith("/v1/"):
             return Response("", status=404)  # TF Serving registers no handler outside /v1/
         try:
-            body = _json_body(request, self.prediction.limits.max_pixels) if request.method == "POST" else None
-            return _json(200, self._dispatch(request.method, path, body))
+            return _json(200, self._dispatch(request, path))
         except ServingError as error:
             return _json(contract.HTTP_STATUS.get(error.code.name, 500), {"error": error.message})
         except Abandoned:
             return _json(504, {"error": "Deadline exceeded before the model ran"})
 
-    def _dispatch(self, method: str, path: str, body) -> dict:
+    def _dispatch(self, http_request: Request, path: str) -> dict:
+        method = http_request.method
         if method == "POST" and (match := _PREDICT.fullmatch(path)):
             name, version, label, verb = match.groups()
-            spec = _model_spec(name, version, label)
-            if verb.lower() != "predict":
-                raise ServingError(grpc.StatusCode.UNIMPLEMENTED, f"{verb} is not supported: the SRGAN model has "
-                                   "only predict signatures")
-            return self._predict(spec, body)
+            started = time.perf_counter()
+            try:
+                spec = _model_spec(name, version, label)
+                if verb.lower() != "predict":
+                    raise ServingError(grpc.StatusCode.UNIMPLEMENTED, f"{verb} is not supported: the SRGAN model "
+                                       "has only predict signatures")
+                request, row_format = self._predict_request(
+                    spec, _json_body(http_request, self.prediction.limits.max_pixels))
+            except ServingError as error:  # refused before the prediction service saw it: counted here, as gRPC's
+                self.prediction.count(unquote(name), "REST", error.code.name, time.perf_counter() - started)
+                self.prediction.log_refusal("REST", unquote(name), error)
+                raise
+            return self._predict(request, row_format)
         if method == "GET" and (match := _STATUS.fullmatch(path)):
             name, version, label, subresource = match.groups()
             if not name:
@@ -91,7 +99,9 @@ class RestApi:
             return json_format.MessageToDict(self.models.status(request), always_print_fields_with_no_presence=True)
         raise invalid_argument(f"Malformed request: {method} {path}")
 
-    def _predict(self, spec, body) -> dict:
+    def _predict_request(self, spec, body) -> tuple[predict_pb2.PredictRequest, bool]:
+        """The PredictRequest a REST body stands for (json_tensor.cc's checks), as gRPC would have carried it, and
+        whether the body was in row format (the answer is written in the same)."""
         if not isinstance(body, dict):
             raise invalid_argument("JSON Value: is not an object")  # json_tensor.cc: ParseJson
         signature = body.get("signature_name", "")
@@ -104,6 +114,9 @@ class RestApi:
         request.model_spec.CopyFrom(spec)
         for key, array in arrays.items():
             request.inputs[key].CopyFrom(tensors.to_proto(array))
+        return request, row_format
+
+    def _predict(self, request: predict_pb2.PredictRequest, row_format: bool) -> dict:
         response = self.prediction.predict(request, entrypoint="REST", seconds_left=self.timeout_seconds)
         outputs = {key: (tensors.to_numpy(proto), key.endswith("_bytes") and proto.dtype == types_pb2.DT_STRING)
                    for key, proto in sorted(response.outputs.items())}
@@ -229,6 +242,11 @@ def _array_of(key: str, value, dtype: int) -> np.ndarray:
         raw = np.array(value)
     except ValueError:
         raise invalid_argument(f"input '{key}': lists of unequal length (not a dense tensor)") from None
+    if raw.size == 0:  # no values at all ([] or [[[[]]]]): the prediction service says what an image needs
+        return raw.astype(target)
+    if target.kind in "iu" and _beyond_64_bits(raw):
+        info = np.iinfo(target)
+        raise invalid_argument(f"input '{key}' is {name}: values must lie in [{info.min}, {info.max}]")
     if raw.dtype == object or raw.dtype.kind not in "biuf":
         raise invalid_argument(f"input '{key}': expected numbers in nested lists of equal length")
     if target.kind in "iu":
@@ -238,6 +256,17 @@ def _array_of(key: str, value, dtype: int) -> np.ndarray:
         if raw.size and (raw.min() < info.min or raw.max() > info.max):
             raise invalid_argument(f"input '{key}' is {name}: values must lie in [{info.min}, {info.max}]")
     return raw.astype(target)
+
+
+def _beyond_64_bits(raw: np.ndarray) -> bool:
+    """Whether the JSON held whole numbers too large for any 64-bit integer: orjson reads them as floats, Python's
+    json as ints (numpy: object)."""
+    if raw.dtype == object:
+        return all(type(v) is int for v in raw.ravel())
+    if raw.dtype.kind == "f":
+        finite = np.isfinite(raw).all()
+        return bool(finite and np.abs(raw).max() >= 2.0**63 and np.array_equal(raw, np.round(raw)))
+    return False
 
 
 def _jsonable(array: np.ndarray, as_bytes: bool):

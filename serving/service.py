@@ -19,6 +19,7 @@ import dataclasses
 import io
 import logging
 import math
+import re
 import threading
 import time
 
@@ -33,8 +34,8 @@ from core import contract
 from serving import tensors
 from serving.admission import MemoryBudget
 from serving.batching import Abandoned
-from serving.errors import ServingError, invalid_argument, not_found
-from serving.metrics import METRICS
+from serving.errors import MAX_MESSAGE_CHARS, ServingError, echoed, invalid_argument, not_found
+from serving.metrics import METRICS, UNSERVED
 
 log = logging.getLogger("serving.predict")
 
@@ -155,7 +156,7 @@ def _grpc(context, call, *args):
     try:
         return call(*args)
     except ServingError as error:
-        context.abort(error.code, error.message)
+        context.abort(error.code, error.message[:MAX_MESSAGE_CHARS])
     except Abandoned:
         context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline exceeded before the model ran")
 
@@ -177,6 +178,15 @@ def _output_aliases(output_filter, signature_def) -> list[str]:
             raise invalid_argument(f"duplicate output tensor alias: {alias}")
         seen.append(alias)
     return seen or sorted(signature_def.outputs)
+
+
+def printable(text: str, limit: int) -> str:
+    """`text` for a log line: at most `limit` characters (then "…"), control characters escaped (\\n, \\x1b, …)."""
+    cut = text[:limit] + ("…" if len(text) > limit else "")
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode(), cut)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
@@ -202,9 +212,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             return self._predict(request, still_wanted, deadline)
         except ServingError as error:
             status = error.code.name
-            log.log(logging.WARNING if error.code == grpc.StatusCode.RESOURCE_EXHAUSTED else logging.INFO,
-                    "refused a %s Predict for %r: %s: %s", entrypoint, request.model_spec.name, status,
-                    error.message[:300])
+            self.log_refusal(entrypoint, request.model_spec.name, error)
             raise
         except Abandoned:
             status = "DEADLINE_EXCEEDED"
@@ -215,7 +223,21 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         finally:
             with self._in_flight_lock:
                 self.in_flight -= 1
-            METRICS.request(request.model_spec.name, "Predict", entrypoint, status, time.perf_counter() - started)
+            self.count(request.model_spec.name, entrypoint, status, time.perf_counter() - started)
+
+    def count(self, model_name: str, entrypoint: str, status: str, seconds: float) -> None:
+        """A Predict in the metrics, under its model's name when this server serves it (one label for all others)."""
+        served = model_name if model_name in self.manager.models else UNSERVED
+        METRICS.request(served, "Predict", entrypoint, status, seconds)
+
+    @staticmethod
+    def log_refusal(entrypoint: str, model_name: str, error: ServingError) -> None:
+        """One log line, whatever the client sent: its name and the message cut short, control characters escaped
+        (a name holding a newline would otherwise print a line of its own making)."""
+        log.log(logging.WARNING if error.code == grpc.StatusCode.RESOURCE_EXHAUSTED else logging.INFO,
+                "refused a %s Predict for %s: %s: %s", entrypoint, printable(model_name, 80), error.code.name,
+                printable(error.message, 300))
+
 
     def _predict(self, request, still_wanted, deadline: float) -> predict_pb2.PredictResponse:
         client_wanted = still_wanted
@@ -300,7 +322,7 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
             raise invalid_argument("Missing ModelSpec")
         name = request.model_spec.name
         if name not in self.manager.models:
-            raise not_found(f"Could not find any versions of model {name}")
+            raise not_found(f"Could not find any versions of model {echoed(name)}")
         model = self.manager.models[name]
         statuses = dict(model.statuses)
         if request.model_spec.HasField("version"):

@@ -7,6 +7,7 @@ import time
 import urllib.error
 import urllib.request
 
+import grpc
 import numpy as np
 import pytest
 from PIL import Image
@@ -119,6 +120,12 @@ BAD_REQUESTS = {
                      "not a dense tensor"),
     "floats for uint8": ("POST", "/v1/models/srgan:predict", {"instances": np.zeros((1, 4, 4, 3)).tolist()}, 400,
                          "send whole numbers"),
+    "empty inputs": ("POST", "/v1/models/srgan:predict", {"inputs": []}, 400,
+                     "input 'images' must have rank 4 [batch, height, width, 3], got shape [0]"),
+    "an image without pixels": ("POST", "/v1/models/srgan:predict", {"inputs": [[[[]]]]}, 400,
+                                "must have 3 channels (RGB) in its last dimension, got shape [1, 1, 1, 0]"),
+    "an integer beyond 64 bits": ("POST", "/v1/models/srgan:predict", b'{"inputs": [[[[18446744073709551616]]]]}',
+                                  400, "values must lie in [0, 255]"),
     "values over 255": ("POST", "/v1/models/srgan:predict", {"instances": np.full((1, 4, 4, 3), 300).tolist()},
                         400, "values must lie in [0, 255]"),
     "wrong channels": ("POST", "/v1/models/srgan:predict", {"instances": np.zeros((1, 4, 4, 4), int).tolist()},
@@ -231,10 +238,38 @@ def test_prometheus_metrics_move_with_requests(server):
     assert _metric(after, ok, model_name="srgan", status="OK") - _metric(before, ok, model_name="srgan", status="OK") == 4
     assert (_metric(after, ok, model_name="srgan", status="INVALID_ARGUMENT")
             - _metric(before, ok, model_name="srgan", status="INVALID_ARGUMENT")) == 1
-    latency = ":tensorflow:serving:request_latency_count"
-    assert (_metric(after, latency, entrypoint="REST") - _metric(before, latency, entrypoint="REST")) == 4
+    latency = ":tensorflow:serving:request_latency_count"  # of OK requests only, as TF Serving times them
+    assert (_metric(after, latency, entrypoint="REST") - _metric(before, latency, entrypoint="REST")) == 3
     assert (_metric(after, latency, entrypoint="GRPC") - _metric(before, latency, entrypoint="GRPC")) == 1
     assert _metric(after, ":tensorflow:cc:saved_model:load_latency") > 0
+
+
+def test_every_refusal_is_counted_and_names_not_served_share_one_label(server):
+    """REST refusals made before the prediction service (bad JSON, bad base64, …) are counted as their gRPC twins
+    are; a client's made-up model names never become series of their own, nor log lines of their own making."""
+    ok = ":tensorflow:serving:request_count"
+    _, before = http(server, "GET", "/monitoring/prometheus/metrics")
+    refused = [("/v1/models/srgan:predict", b"{bad"), ("/v1/models/srgan:predict", b""),
+               ("/v1/models/srgan:predict", b'{"instances": [[1, 2], [1]]}')]
+    for path, raw in refused:
+        assert http(server, "POST", path, raw=raw)[0] == 400
+    for index in range(50):  # (a REST model name cannot hold ":", the verb's separator)
+        raw_name = urllib.request.quote(f"nope\n2026-12-08 ERROR FAKE LINE {index}" + "x" * 5000, safe="")
+        assert http(server, "POST", f"/v1/models/{raw_name}:predict", OK)[0] == 404
+    forged = "nope\n2026-12-08 02:00:00 ERROR serving.server: FAKE LINE"
+    with pytest.raises(grpc.RpcError) as refusal:
+        raw_predict(server.target, {"images": np.zeros((1, 4, 4, 3), np.uint8)}, name=forged + "y" * 100_000)
+    assert refusal.value.code() == grpc.StatusCode.NOT_FOUND
+    _, after = http(server, "GET", "/monitoring/prometheus/metrics")
+    invalid = dict(model_name="srgan", status="INVALID_ARGUMENT")
+    assert _metric(after, ok, **invalid) - _metric(before, ok, **invalid) == len(refused)
+    unserved = dict(model_name="(not served)", status="NOT_FOUND")
+    assert _metric(after, ok, **unserved) - _metric(before, ok, **unserved) == 51
+    assert "FAKE LINE" not in after and len(after) < len(before) + 10_000
+    time.sleep(0.5)  # the log lines are written by the server process
+    forged_lines = [line for line in server.lines if "FAKE LINE" in line]
+    assert forged_lines and all("refused a" in line and "nope\\n" in line for line in forged_lines)
+    assert all(len(line) < 1000 for line in server.lines)
 
 
 def test_the_rest_client_and_upscale_command_give_the_grpc_answer(server, tmp_path):
