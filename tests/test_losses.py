@@ -33,3 +33,22 @@ def test_vgg_content_loss(imagenet):
     np.testing.assert_allclose(loss(hr, hr), [0.0, 0.0], atol=1e-8)
     assert loss(hr, -hr).shape == (2,)
     assert float(tf.reduce_min(loss(hr, -hr))) > 0
+
+
+def test_periodic_pattern_sees_a_pixel_shuffle_grid_and_nothing_else():
+    rng = np.random.default_rng(0)
+    hr = tf.constant(rng.uniform(-1, 1, (2, 96, 96, 3)).astype(np.float32))
+    grid = np.zeros((96, 96, 3), np.float32)
+    grid[1::4, 2::4] = 0.2  # one sub-pixel position of every 4×4 cell a little brighter: the GAN's grid
+    drifting = np.zeros_like(grid)
+    drifting[:48, 1::4] = 0.2  # in one half of the image only, its phase elsewhere: caught block by block
+    drifting[48:, 3::4] = 0.2
+    assert np.allclose(losses.periodic_pattern(hr, hr, 4), 0)
+    assert np.allclose(losses.periodic_pattern(hr, hr + 0.1, 4), 0, atol=1e-6)  # a cast is not a pattern
+    on_grid = losses.periodic_pattern(hr, hr + grid, 4).numpy()
+    assert on_grid.shape == (2,) and (on_grid > 0.005).all()
+    assert (losses.periodic_pattern(hr, hr + drifting, 4).numpy() > 0.005).all()
+    smooth = tf.constant(np.linspace(-1, 1, 96, dtype=np.float32)[None, :, None, None] * np.ones((2, 96, 96, 3),
+                                                                                                  np.float32))
+    # A ramp is not one either (but for the 3×3 mean's edge at the image's border).
+    assert (losses.periodic_pattern(hr, hr + smooth, 4).numpy() < on_grid / 10).all()

@@ -50,6 +50,7 @@ class TrainConfig:
     disc_spectral_norm: bool = False  # spectral normalisation of every discriminator layer
     disc_high_pass: float = 0.0  # GAN phase: the discriminator sees image − Gaussian blur of this σ (0: the image)
     colour_weight: float = 0.0  # weight of |mean colour of SR − of LR| (both phases)
+    periodic_weight: float = 0.0  # GAN phase: weight of the pixel-shuffle grid penalty (losses.periodic_pattern)
     ema_decay: float = 0.0  # GAN phase: evaluate and export a moving average of the generator (0: off)
     objective: str = "perception"  # what the model is for: perception (a GAN) | distortion (PSNR); the gate's rules
     residual_init_scale: float = 1.0  # × the initial weights of each residual block's second conv
@@ -198,6 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--colour-weight", type=float,
                      help="weight of the L1 between the mean colour of the output and of the LR input, in both "
                           "phases: a direct pull against casts (0: off)")
+    opt.add_argument("--periodic-weight", type=float,
+                     help="GAN phase: weight of the L1 between SR's and HR's pattern of period ×scale in each "
+                          "32-pixel block, against the pixel shuffle's grid (0: off)")
     opt.add_argument("--ema-decay", type=float,
                      help="GAN phase: keep an exponential moving average of the generator's weights with this "
                           "decay (e.g. 0.999) and evaluate and export it (0: off)")
@@ -265,7 +269,7 @@ _SIDE_MINIMUM = 16
 _PACKAGES_ROOT = Path(__file__).resolve().parent.parent  # where training/pretrained/ lies, installed or not
 _POSITIVE_FLOATS = ("learning_rate", "gan_learning_rate", "disc_learning_rate", "residual_init_scale")
 _NON_NEGATIVE_FLOATS = ("lr_consistency", "adversarial_weight", "content_weight", "sharpen_target", "colour_weight",
-                        "feature_matching", "disc_high_pass")
+                        "periodic_weight", "feature_matching", "disc_high_pass")
 
 
 def _flag(field: str) -> str:

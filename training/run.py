@@ -110,7 +110,8 @@ def train(config: TrainConfig) -> dict:
             colour_weight=config.colour_weight, feature_matching_weight=config.feature_matching,
             generator_ema=build_generator(config.model, name="generator_ema") if config.ema_decay else None,
             ema_decay=config.ema_decay,
-            discriminator_input=HighPass(config.disc_high_pass) if config.disc_high_pass else None)
+            discriminator_input=HighPass(config.disc_high_pass) if config.disc_high_pass else None,
+            periodic_weight=config.periodic_weight, scale=config.model.scale)
         # Non-chief workers of a multi-worker run write their (identical) checkpoints where nobody reads them.
         checkpoint_dir = (out_dir / "checkpoints" if chief
                           else out_dir / f".worker-{strategy.cluster_resolver.task_id}")

@@ -37,6 +37,9 @@ class Networks:
     # that needs no ImageNet weights (Salimans et al. 2016; pix2pixHD). 0: off.
     feature_matching_weight: float = 0.0
     discriminator_input: object = None  # images -> what the discriminator sees (losses.HighPass); None: the images
+    # GAN phase: the weight of losses.periodic_pattern, against the pixel shuffle's grid (0: off).
+    periodic_weight: float = 0.0
+    scale: int = 4
 
     def discriminate(self, images):
         """(logits, inner activations or [] when feature matching is off) of the discriminator."""
@@ -151,15 +154,17 @@ class TrainSteps:
             gan = self.nets.adversarial
             adversarial = self._average(gan.generator(real_logits, fake_logits))
             consistency = self._average(self.nets.consistency(lr, sr))
+            periodic = (self._average(losses.periodic_pattern(hr, sr, self.nets.scale)) if self.nets.periodic_weight
+                        else tf.zeros([]))
             g_loss = (self.nets.content_weight * content + self.nets.adversarial_weight * adversarial + consistency
-                      + self.nets.feature_matching_weight * matching)
+                      + self.nets.feature_matching_weight * matching + self.nets.periodic_weight * periodic)
             d_loss = self._average(gan.discriminator(real_logits, fake_logits))
             g_scaled, d_scaled = _scale(self.nets.g_optimizer, g_loss), _scale(self.nets.d_optimizer, d_loss)
         g_grads = g_tape.gradient(g_scaled, g.trainable_variables)
         d_grads = d_tape.gradient(d_scaled, d.trainable_variables)
         real_decision, fake_decision = gan.decision_logits(real_logits, fake_logits)
         logs = {"g_loss": g_loss, "d_loss": d_loss, "content_loss": content, "feature_matching_loss": matching,
-                "adversarial_loss": adversarial, "consistency_loss": consistency,
+                "adversarial_loss": adversarial, "consistency_loss": consistency, "periodic_loss": periodic,
                 "d_real": self._average(tf.reduce_mean(tf.sigmoid(real_decision), axis=[1, 2, 3])),
                 "d_fake": self._average(tf.reduce_mean(tf.sigmoid(fake_decision), axis=[1, 2, 3])),
                 # The share of patches the discriminator classes right: 0.5 each is chance, i.e. no signal.
