@@ -211,6 +211,15 @@ def describe_batch_gain(gain: float) -> str:
             f"{verdict}")
 
 
+def check_unique_names(configs) -> None:
+    """TF Serving's refusal of a config list that names a model twice (server_core.cc, ValidateModelConfigList)."""
+    seen = set()
+    for c in configs:
+        if c.name in seen:
+            raise invalid_argument(f"Illegal to list model {echoed(c.name)} multiple times in config list")
+        seen.add(c.name)
+
+
 class ModelManager:
     """The models a server serves, polled in a background thread."""
 
@@ -220,7 +229,6 @@ class ModelManager:
         self.gpu_mode = gpu_mode
         self.allow_unavailable_labels = allow_unavailable_labels
         self.readable = True
-        self.on_readable_change = None  # called with False/True when a base path stops/starts being readable
         self.on_polled = None  # called after every poll (versions may have been loaded or unloaded)
         self.poll_seconds = poll_seconds
         self.models = {c.name: ServedModel(c, backend, gpu_mode) for c in configs}
@@ -243,10 +251,7 @@ class ModelManager:
                     readable = False
                     log.warning("cannot read the versions of %s in %s: %s", model.name, model.config.base_path,
                                 describe(error))
-        if readable != self.readable:
-            self.readable = readable
-            if self.on_readable_change:
-                self.on_readable_change(readable)
+        self.readable = readable
         if self.on_polled:
             self.on_polled()
 
@@ -283,7 +288,9 @@ class ModelManager:
         return self.model(model_spec.name).resolve(model_spec)
 
     def reload(self, config: model_server_config_pb2.ModelServerConfig) -> None:
-        """HandleReloadConfigRequest: serve exactly the models of the new config list."""
+        """HandleReloadConfigRequest: serve exactly the models of the new config list. A model whose base path
+        changes keeps answering from its old versions until the new path's versions have loaded."""
+        check_unique_names(config.model_config_list.config)
         for c in config.model_config_list.config:
             path = Path(c.base_path).resolve()
             if not c.name or not any(path.is_relative_to(root) for root in self.roots):
@@ -297,13 +304,24 @@ class ModelManager:
                 if refusal:
                     raise refusal
         with self._poll_lock:
-            new = {}
+            replacements = {}
             for c in config.model_config_list.config:
                 current = self.models.get(c.name)
-                if current is not None and current.config.base_path == c.base_path:
+                if current is None or current.config.base_path != c.base_path:
+                    replacements[c.name] = ServedModel(c, self.backend, self.gpu_mode)
+            for model in replacements.values():  # loaded before they replace anything (a new name: before it answers)
+                try:
+                    model.poll()
+                except Exception as error:  # noqa: BLE001 - as the poller: logged, the next poll retries
+                    log.warning("cannot read the versions of %s in %s: %s", model.name, model.config.base_path,
+                                describe(error))
+            new = {}
+            for c in config.model_config_list.config:
+                if c.name in replacements:
+                    new[c.name] = replacements[c.name]
+                else:
+                    current = self.models[c.name]
                     current.config = c  # same model: new policy and labels, loaded versions kept
                     new[c.name] = current
-                else:
-                    new[c.name] = ServedModel(c, self.backend, self.gpu_mode)
             self.models = new
         self.poll()

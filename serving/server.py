@@ -28,7 +28,7 @@ from core.cli import UserError, exit_on_user_error, parser, setup_logging
 from serving.admission import MemoryBudget, available_memory_bytes
 from serving.batching import Batcher
 from serving.errors import ServingError
-from serving.manager import ModelManager, model_config
+from serving.manager import ModelManager, check_unique_names, model_config
 from serving.process import READY
 from serving.service import Limits, ModelService, PredictionService
 
@@ -150,6 +150,10 @@ def load_model_configs(config: ServerConfig) -> list:
         configs = list(parsed.model_config_list.config)
         if not configs:
             raise UserError(f"{config.model_config_file} lists no model in model_config_list.")
+        try:
+            check_unique_names(configs)
+        except ServingError as refusal:
+            raise UserError(f"{config.model_config_file}: {refusal.message} (TF Serving refuses it too).") from None
         return configs
     if config.model_base_path is None:
         raise UserError("pass --model_base_path (e.g. models/srgan) or --model_config_file.")
@@ -185,6 +189,7 @@ class ModelServer:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         self.port = None
         self.rest, self.rest_app, self.rest_port = None, None, None
+        self.stopping = False  # health stays NOT_SERVING from SIGTERM on, whatever a poll finds
 
     def _derived_max_pixels(self) -> int:
         """The largest request the budget admits for every loaded version (the article's default otherwise)."""
@@ -200,16 +205,27 @@ class ModelServer:
                 log.info("largest request now %s input pixels (derived from the memory budget for the versions "
                          "loaded)", f"{limit:,}")
 
-    def _set_health(self, readable: bool) -> None:
-        status = health_pb2.HealthCheckResponse.SERVING if readable else health_pb2.HealthCheckResponse.NOT_SERVING
+    def serving(self) -> bool:
+        """What health checks answer: SERVING while every base path is readable and every model has a version
+        AVAILABLE (TF Serving does not even open its ports before each model's first version has loaded)."""
+        return self.manager.readable and all(m.available for m in list(self.manager.models.values()))
+
+    def _set_health(self) -> None:
+        serving = self.serving()
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
         for service in ("", "tensorflow.serving.PredictionService", "tensorflow.serving.ModelService"):
             self.health.set(service, status)
 
+    def _after_poll(self) -> None:
+        if not self.config.max_pixels_per_request:
+            self._derive_pixel_limit()
+        if not self.stopping:
+            self._set_health()
+
     def start(self) -> int:
-        self.manager.on_readable_change = self._set_health
         if not self.config.max_pixels_per_request:
             self.prediction.limits = dataclasses.replace(self.prediction.limits, from_budget=True)
-            self.manager.on_polled = self._derive_pixel_limit
+        self.manager.on_polled = self._after_poll
         self.manager.start()
         if not self.config.allow_version_labels_for_unavailable_models:
             try:
@@ -224,7 +240,7 @@ class ModelServer:
         self.server.start()
         if self.config.rest_api_port:
             self.rest_port = self.start_rest(self.config.rest_api_port)
-        self._set_health(self.manager.readable)
+        self._set_health()
         return self.port
 
     def start_rest(self, port: int) -> int:
@@ -242,18 +258,23 @@ class ModelServer:
         return bound
 
     def stop(self) -> None:
-        """Finish what is in flight on both APIs (up to --drain_seconds), refusing anything new."""
+        """Finish what is in flight on both APIs (up to --drain_seconds), refusing anything new; True when
+        nothing was cut off."""
+        self.stopping = True
         self.health.enter_graceful_shutdown()  # health checks now answer NOT_SERVING
         if self.rest_app:
             self.rest_app.draining = True  # new REST requests get 503 while gRPC drains
         self.server.stop(grace=self.config.drain_seconds).wait()
+        drained = True
         if self.rest:
             from serving.rest import drain_and_close
             if not drain_and_close(self.rest, self.rest_app, self.config.drain_seconds):
                 log.warning("REST requests still running after %s s were cut off", self.config.drain_seconds)
+                drained = False
         if self.batcher:
             self.batcher.close()
         self.manager.stop()
+        return drained
 
 
 @exit_on_user_error
@@ -269,6 +290,9 @@ def serve(config: ServerConfig) -> None:
     loaded = {name: sorted(m.available) for name, m in server.manager.models.items()}
     log.info("serving %s on %s:%d (backend %s, batching %s)", loaded, config.host, port, config.backend,
              f"on, max {config.max_batch_size}" if config.enable_batching else "off")
+    for name in (name for name, versions in loaded.items() if not versions):
+        log.warning("no version of %s is loaded (none in %s, or none that loads): health checks answer NOT_SERVING "
+                    "until one is", name, server.manager.models[name].config.base_path)
     log.info("memory budget for requests in flight: %s MB%s; largest request: %s input pixels",
              f"{server.budget.limit_bytes / 2**20:,.0f}", "" if config.max_inflight_bytes else
              " (half the memory available)", f"{server.prediction.limits.max_pixels:,}")
@@ -290,13 +314,16 @@ def serve(config: ServerConfig) -> None:
     watchdog = threading.Timer(config.drain_seconds + _SHUTDOWN_MARGIN_SECONDS, _exit_now, (server, "stopping took"))
     watchdog.daemon = True
     watchdog.start()
-    server.stop()
+    drained = server.stop()
     if server.prediction.in_flight:
         _exit_now(server, "draining took")
     log.info("stopped")
+    if not drained:
+        sys.exit(_CUT_SHORT)
 
 
 _SHUTDOWN_MARGIN_SECONDS = 2.0
+_CUT_SHORT = 1  # the exit status when the drain cut requests short: their clients got no answer
 
 
 def _recommend_batching(server: ModelServer) -> None:
@@ -319,7 +346,7 @@ def _exit_now(server: ModelServer, what: str) -> None:
     log.warning("%s longer than --drain_seconds %s: exiting now, cutting short %d request(s) still computing",
                 what, server.config.drain_seconds, server.prediction.in_flight)
     logging.shutdown()
-    os._exit(0)
+    os._exit(_CUT_SHORT)
 
 
 def main(argv=None) -> int:

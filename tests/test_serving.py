@@ -255,6 +255,78 @@ def test_version_labels_and_explicit_versions_with_a_model_config_file(repositor
     assert refused.returncode == 2 and "Request to assign label to version 7" in refused.stderr
 
 
+def model_config_text(*models: tuple[str, object]) -> str:
+    return "model_config_list {" + "".join(f' config {{ name: "{name}" base_path: "{base}" model_platform: '
+                                           '"tensorflow" }' for name, base in models) + " }"
+
+
+def test_reloads_keep_serving_and_names_are_listed_once(exported, tmp_path):
+    models = tmp_path / "models"
+    old, new = models / "srgan", models / "srgan_next"
+    for base, version in ((old, 1), (new, 5)):
+        base.mkdir(parents=True)
+        copy_version(exported[0], base, version)
+    config = tmp_path / "models.config"
+    # Listing a model twice is refused at start, as server_core.cc refuses it.
+    config.write_text(model_config_text(("srgan", old), ("srgan", new)))
+    refused = run_module("serving.server", "--port", "0", "--model_config_file", str(config), timeout=120)
+    assert refused.returncode == 2 and "Illegal to list model srgan multiple times in config list" in refused.stderr
+    config.write_text(model_config_text(("srgan", old)))
+    process = ServerProcess("--model_config_file", str(config), "--file_system_poll_wait_seconds", "0.2")
+    codes, stop = [], threading.Event()
+
+    def keep_asking():
+        while not stop.is_set():
+            try:
+                raw_predict(process.target, {"images": OK_IMAGES}, timeout=30)
+                codes.append("OK")
+            except grpc.RpcError as error:
+                codes.append(error.code().name)
+    try:
+        with grpc.insecure_channel(process.target) as channel:
+            stub = model_service_pb2_grpc.ModelServiceStub(channel)
+            twice = model_management_pb2.ReloadConfigRequest()
+            text_format.Parse(model_config_text(("srgan", old), ("srgan", new)), twice.config)
+            with pytest.raises(grpc.RpcError) as error:
+                stub.HandleReloadConfigRequest(twice, timeout=30)
+            assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "Illegal to list model srgan multiple times" in error.value.details()
+            # A new base path for a served name: its old versions answer until the new ones have loaded.
+            asker = threading.Thread(target=keep_asking)
+            asker.start()
+            time.sleep(1.0)
+            moved = model_management_pb2.ReloadConfigRequest()
+            text_format.Parse(model_config_text(("srgan", new)), moved.config)
+            stub.HandleReloadConfigRequest(moved, timeout=120)
+            assert raw_predict(process.target, {"images": OK_IMAGES}).model_spec.version.value == 5
+            time.sleep(0.5)
+            stop.set()
+            asker.join(timeout=60)
+        assert codes and set(codes) == {"OK"}, sorted(set(codes))
+    finally:
+        stop.set()
+        assert process.stop() == 0
+
+
+def test_health_says_not_serving_until_a_version_is_loaded(exported, tmp_path):
+    base = tmp_path / "models" / "srgan"
+    base.mkdir(parents=True)
+    process = ServerProcess("--model_base_path", str(base), "--file_system_poll_wait_seconds", "0.2")
+    try:
+        assert any("no version of srgan is loaded" in line for line in process.lines)
+        with grpc.insecure_channel(process.target) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            check = lambda: stub.Check(health_pb2.HealthCheckRequest(), timeout=10).status  # noqa: E731
+            assert check() == health_pb2.HealthCheckResponse.NOT_SERVING
+            copy_version(exported[0], base, 1)
+            deadline = time.monotonic() + 60
+            while check() != health_pb2.HealthCheckResponse.SERVING and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert check() == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        assert process.stop() == 0
+
+
 def test_sigterm_lets_the_request_in_flight_finish(repository):
     process = ServerProcess("--model_base_path", str(repository), "--file_system_poll_wait_seconds", "0")
     big = random_images((4, 96, 96))
