@@ -37,7 +37,9 @@ class VersionStatus:
 
 
 def model_config(name: str, base_path: Path) -> model_server_config_pb2.ModelConfig:
-    return model_server_config_pb2.ModelConfig(name=name, base_path=str(Path(base_path).resolve()),
+    # Absolute, but links kept: TF Serving lists the configured path on every poll, so re-pointing a linked base
+    # path (a blue/green or git-sync swap) is seen at the next poll.
+    return model_server_config_pb2.ModelConfig(name=name, base_path=str(Path(base_path).absolute()),
                                                model_platform="tensorflow")
 
 

@@ -308,6 +308,26 @@ def test_reloads_keep_serving_and_names_are_listed_once(exported, tmp_path):
         assert process.stop() == 0
 
 
+def test_a_linked_base_path_is_followed_where_it_points_now(exported, tmp_path):
+    models = tmp_path / "models"
+    for release, version in (("release-a", 1), ("release-b", 2)):
+        (models / release).mkdir(parents=True)
+        copy_version(exported[0], models / release, version)
+    (models / "srgan").symlink_to("release-a")
+    process = ServerProcess("--model_base_path", str(models / "srgan"), "--file_system_poll_wait_seconds", "0.2")
+    try:
+        assert raw_predict(process.target, {"images": OK_IMAGES}).model_spec.version.value == 1
+        (models / "srgan.next").symlink_to("release-b")
+        (models / "srgan.next").replace(models / "srgan")  # the swap git-sync and blue/green scripts make
+        deadline = time.monotonic() + 60
+        while (raw_predict(process.target, {"images": OK_IMAGES}).model_spec.version.value != 2
+               and time.monotonic() < deadline):
+            time.sleep(0.2)
+        assert raw_predict(process.target, {"images": OK_IMAGES}).model_spec.version.value == 2
+    finally:
+        assert process.stop() == 0
+
+
 def test_health_says_not_serving_until_a_version_is_loaded(exported, tmp_path):
     base = tmp_path / "models" / "srgan"
     base.mkdir(parents=True)
