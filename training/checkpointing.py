@@ -105,7 +105,8 @@ def load_generator(checkpoint: str) -> TrainedGenerator:
         step = int(reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE")) if reader.has_tensor(
             "step/.ATTRIBUTES/VARIABLE_VALUE") else 0
         averaged = any(name.startswith(EMA_GENERATOR + "/") for name in reader.get_variable_to_shape_map())
-        tf.train.Checkpoint(**{EMA_GENERATOR if averaged else "generator": generator}).restore(checkpoint) \
+        # read(), not restore(): a checkpoint kept with write() (the SRResNet's) has no save counter to match.
+        tf.train.Checkpoint(**{EMA_GENERATOR if averaged else "generator": generator}).read(checkpoint) \
             .expect_partial().assert_existing_objects_matched()
     except (tf.errors.OpError, ValueError, AssertionError, IndexError) as error:  # Index: truncated
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
