@@ -3,6 +3,7 @@ TF Serving command and configuration they come from, and probes that do what the
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -68,6 +69,32 @@ def test_every_kubernetes_resource_passes_strict_validation_for_the_pinned_versi
     broken["spec"] = {**broken["spec"], "replica": 2}  # a typo strict validation must catch
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(broken, KUBERNETES_VERSION, strict=True)
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not on PATH (the real kustomize)")
+def test_kubectl_kustomize_renders_each_kustomization_into_valid_resources(manifests):
+    """What `kubectl apply -k` would send, rendered by the real kustomize (`kubectl kustomize`, offline), strictly
+    valid for the pinned Kubernetes version and the same resources as the files and ConfigMaps read above."""
+    import kubernetes_validate
+    _, out, documents = manifests
+    folders = sorted(p.parent for p in out.rglob("kustomization.yaml"))
+    assert [str(f.relative_to(out)) for f in folders] == ["serving/cpu", "serving/gpu", "training/cpu", "training/gpu"]
+    for folder in folders:
+        rendered = subprocess.run(["kubectl", "kustomize", str(folder)], capture_output=True, text=True, timeout=120)
+        assert rendered.returncode == 0, rendered.stderr
+        resources = [d for d in yaml.safe_load_all(rendered.stdout) if d]
+        for document in resources:
+            if not document["apiVersion"].startswith("serving.kserve.io"):
+                kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+        prefix = str(folder.relative_to(out))
+        expected = sorted((d["kind"], d["metadata"]["name"]) for path, docs in documents.items()
+                          if path.startswith(prefix + "/") and path.count("/") == prefix.count("/") + 1
+                          for d in docs if d.get("kind") and d["kind"] != "Kustomization"
+                          and not d.get("apiVersion", "").startswith("kustomize.config"))
+        assert expected and sorted((d["kind"], d["metadata"]["name"]) for d in resources) == expected, prefix
+        for generated in (d for d in resources if d["kind"] == "ConfigMap"):
+            for name, text in generated["data"].items():
+                assert (folder / name).read_text() == text
 
 
 @pytest.mark.parametrize("variant", ["gpu", "cpu"])
