@@ -217,6 +217,15 @@ class Servable:
     cost: object  # serving.admission.RequestCost: the memory a request of N input pixels takes
     seconds_per_pixel: float = 0.0  # measured at load on one window of `serving_default`: the time a request costs
     batch_gain: float = 0.0  # measured at load: how many times faster BATCH_PROBE images run as one batch
+    tile: int = 0  # the windows the version computes in (core.export_record.ExportRecord.window_plan)
+    overlap: int = 0
+
+    def computed_pixels(self, images) -> int:
+        """The input pixels a request of `images` ((count, height, width) each) makes the generator compute."""
+        from serving.tiling import computed_pixels
+        if not self.tile:
+            return sum(n * h * w for n, h, w in images)
+        return sum(n * computed_pixels(h, w, self.tile, self.overlap) for n, h, w in images)
 
     @classmethod
     def load(cls, name: str, version: int, path: Path, backend: str = "savedmodel",
@@ -228,9 +237,12 @@ class Servable:
         signature_defs = read_signature_defs(path)
         runner = SavedModelRunner(path) if backend == "savedmodel" else OnnxRunner(path, gpu_mode=gpu_mode)
         replay_warmup(Path(path), runner)
+        from core.export_record import ExportRecord
+        _, tile, overlap = ExportRecord.load(path).window_plan()
         return cls(name, version, Path(path), signature_defs,
                    {k: input_specs(v) for k, v in signature_defs.items() if not k.startswith("__")}, runner,
-                   RequestCost.for_version(path, backend), _seconds_per_pixel(runner, path), batch_gain(runner))
+                   RequestCost.for_version(path, backend), _seconds_per_pixel(runner, tile, overlap),
+                   batch_gain(runner), tile, overlap)
 
 
 BATCH_PROBE = 8  # images in the batch timed at load: the batcher's default --max_batch_size
@@ -246,10 +258,8 @@ def batch_gain(runner, repeats: int = 3) -> float:
     return BATCH_PROBE * seconds(1) / seconds(BATCH_PROBE)
 
 
-def _seconds_per_pixel(runner, path: Path) -> float:
+def _seconds_per_pixel(runner, tile: int, overlap: int) -> float:
     """One window of the version's tiling (the steady state of a large request), timed here, warm."""
-    from core.export_record import ExportRecord
-    _, tile, overlap = ExportRecord.load(path).window_plan()
     side = tile + 2 * overlap
     window = np.zeros((1, side, side, 3), np.uint8)
     started = time.perf_counter()

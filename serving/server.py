@@ -182,7 +182,8 @@ class ModelServer:
                                    config.max_queued_requests)
         limits = Limits(config.max_pixels_per_request or Limits.max_pixels,
                         max_request_seconds=config.max_request_seconds, admission_by_time=config.admission_by_time)
-        self.prediction = PredictionService(self.manager, self.batcher, limits, self.budget)
+        self.prediction = PredictionService(self.manager, self.batcher, limits, self.budget,
+                                            {"GRPC": config.grpc_max_threads, "REST": config.rest_api_num_threads})
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(self.prediction, self.server)
         self.models = ModelService(self.manager, config.enable_reload_config)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(self.models, self.server)

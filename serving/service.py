@@ -79,7 +79,7 @@ def _check_inputs(request_inputs, specs: dict, signature_def, limits: Limits) ->
             f"Signature input alias: {missing[0]}(feed name: {signature_def.inputs[missing[0]].name}) not found in "
             f"request and no default value provided. Inputs expected to be in the request "
             f"{{{','.join(sorted(sent))}}}, or default input alias set: ")
-    arrays, pixels = {}, 0
+    arrays, pixels, images = {}, 0, []
     for index, key in enumerate(sorted(specs)):
         spec, proto = specs[key], request_inputs[key]
         got = tensors.dtype_name(proto.dtype)
@@ -107,24 +107,27 @@ def _check_inputs(request_inputs, specs: dict, signature_def, limits: Limits) ->
         if array.dtype.kind == "f" and not np.isfinite(array).all():
             raise invalid_argument(f"input '{key}' contains NaN or Inf; send values in [-1, 1]")
         if spec.dtype == "string":
-            pixels += _check_encoded_images(key, array, limits)
+            sizes = _check_encoded_images(key, array, limits)
+            images += [(1, height, width) for width, height in sizes]
+            pixels += sum(width * height for width, height in sizes)
         elif len(shape) == 4:
+            images.append(tuple(shape[:3]))
             pixels += shape[0] * shape[1] * shape[2]
         arrays[key] = array
-    return arrays, pixels
+    return arrays, pixels, images
 
 
 _ENCODED_FORMATS = {"PNG", "JPEG", "GIF", "BMP"}  # what the graph's tf.io.decode_image reads
 
 
-def _check_encoded_images(key: str, blobs: np.ndarray, limits: Limits) -> int:
+def _check_encoded_images(key: str, blobs: np.ndarray, limits: Limits) -> list[tuple[int, int]]:
     """Encoded images are measured from their headers, before anything decodes them: a 60-byte PNG that
-    claims 100 000 × 100 000 pixels is refused at no cost. Returns the pixels they claim."""
+    claims 100 000 × 100 000 pixels is refused at no cost. Returns the (width, height) each claims."""
     from PIL import Image
     if blobs.size > limits.max_images:
         raise invalid_argument(f"input '{key}' holds {blobs.size} images, more than the {limits.max_images} one "
                                "request may carry")
-    total = 0
+    total, sizes = 0, []
     for index, blob in enumerate(blobs.ravel()):
         try:
             with Image.open(io.BytesIO(blob)) as image:  # reads the header only
@@ -143,11 +146,12 @@ def _check_encoded_images(key: str, blobs: np.ndarray, limits: Limits) -> int:
         if kind not in _ENCODED_FORMATS:
             raise invalid_argument(f"input '{key}' image {index} is not a PNG, JPEG, GIF or BMP file")
         total += width * height
+        sizes.append((width, height))
         if total > limits.max_pixels:
             raise invalid_argument(f"input '{key}' claims more than the {limits.max_pixels} pixels one request may "
                                    f"carry (image {index}: {width}×{height} in its header); send fewer or smaller "
                                    "images, or tile them (serving.upscale does)")
-    return total
+    return sizes
 
 
 def _grpc(context, call, *args):
@@ -189,13 +193,23 @@ def printable(text: str, limit: int) -> str:
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
+# Threads of each front end's pool that Predicts never take: health checks, status and metrics share the pool, and
+# a pool full of long Predicts left a Kubernetes probe waiting past its timeout (9 of 15 one-second checks failed).
+RESERVED_THREADS = 2
+
+
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, manager, batcher=None, limits: Limits = Limits(), budget: MemoryBudget | None = None):
+    def __init__(self, manager, batcher=None, limits: Limits = Limits(), budget: MemoryBudget | None = None,
+                 threads: dict | None = None):
         self.manager = manager
         self.batcher = batcher
         self.limits = limits
+        # entrypoint ("GRPC", "REST") -> the Predicts it may run at once: its pool's threads less RESERVED_THREADS.
+        self._slots = {entrypoint: (threading.BoundedSemaphore(max(1, count - RESERVED_THREADS)),
+                                    max(1, count - RESERVED_THREADS)) for entrypoint, count in (threads or {}).items()}
         self.budget = budget  # admits requests by their estimated memory; None: no bound
         self.in_flight = 0  # Predicts running now (what a bounded shutdown cuts short)
+        self._work_in_flight = 0.0  # estimated seconds of computation of the requests admitted and not finished
         self._in_flight_lock = threading.Lock()
 
     def predict(self, request, still_wanted=lambda: True, entrypoint: str = "GRPC",
@@ -206,9 +220,15 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         started, status = time.perf_counter(), "OK"
         budget = self.limits.max_request_seconds
         deadline = time.monotonic() + (budget if seconds_left is None else min(seconds_left, budget))
+        slot = self._slots.get(entrypoint)
         with self._in_flight_lock:
             self.in_flight += 1
         try:
+            if slot is not None and not slot[0].acquire(blocking=False):
+                slot = None  # not taken: nothing to give back
+                raise ServingError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                   f"all {self._slots[entrypoint][1]} {entrypoint} request threads are computing "
+                                   "(the others answer health checks); retry shortly")
             return self._predict(request, still_wanted, deadline)
         except ServingError as error:
             status = error.code.name
@@ -221,6 +241,8 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             status = "UNKNOWN"  # never counted as OK
             raise
         finally:
+            if slot is not None:
+                slot[0].release()
             with self._in_flight_lock:
                 self.in_flight -= 1
             self.count(request.model_spec.name, entrypoint, status, time.perf_counter() - started)
@@ -249,10 +271,12 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         if signature not in servable.inputs:  # predict_util.cc: RunPredict
             raise ServingError(grpc.StatusCode.FAILED_PRECONDITION, f"Serving signature key \"{signature}\" not found.")
         signature_def = servable.signature_defs[signature]
-        inputs, pixels = _check_inputs(request.inputs, servable.inputs[signature], signature_def, self.limits)
+        inputs, pixels, images = _check_inputs(request.inputs, servable.inputs[signature], signature_def,
+                                               self.limits)
         wanted = _output_aliases(request.output_filter, signature_def)  # checked before the model runs
-        self._check_time(servable, pixels, deadline)
-        with self._admitted(servable.cost.estimate(pixels), still_wanted):
+        work = servable.computed_pixels(images) * servable.seconds_per_pixel
+        self._check_time(work, deadline)
+        with self._admitted(servable.cost.estimate(pixels), still_wanted), self._working(work):
             if not still_wanted():  # cancelled or expired while it waited: do not compute
                 raise Abandoned()
             if self.batcher:
@@ -270,14 +294,30 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     def Predict(self, request, context):
         return _grpc(context, self.predict, request, lambda: _wanted(context), "GRPC", context.time_remaining())
 
-    def _check_time(self, servable, pixels: int, deadline: float) -> None:
-        needed, left = pixels * servable.seconds_per_pixel, deadline - time.monotonic()
+    def _check_time(self, work: float, deadline: float) -> None:
+        """Refuse at once a request that could not finish in time: its own computation (the windows its tiling
+        computes, at the speed measured when the version loaded) plus the work already admitted, which shares
+        the same cores, against twice what its deadline leaves."""
+        with self._in_flight_lock:
+            ahead = self._work_in_flight
+        needed, left = work + ahead, deadline - time.monotonic()
         if self.limits.admission_by_time and needed > 2 * left:
+            busy = f", {ahead:.1f} s of it for requests already running" if ahead else ""
             raise ServingError(grpc.StatusCode.DEADLINE_EXCEEDED,
                                f"this request needs about {needed:.1f} s of computation on this server (measured "
-                               f"when the version loaded), more than the {max(left, 0):.1f} s its deadline leaves "
-                               "(the client's, or --max_request_seconds); send smaller requests (serving.upscale "
-                               "tiles) or allow more time")
+                               f"when the version loaded{busy}), more than the {max(left, 0):.1f} s its deadline "
+                               "leaves (the client's, or --max_request_seconds); send smaller requests "
+                               "(serving.upscale tiles) or allow more time")
+
+    @contextlib.contextmanager
+    def _working(self, work: float):
+        with self._in_flight_lock:
+            self._work_in_flight += work
+        try:
+            yield
+        finally:
+            with self._in_flight_lock:
+                self._work_in_flight -= work
 
     def _admitted(self, cost_bytes: int, still_wanted):
         if self.budget is None:

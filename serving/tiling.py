@@ -42,6 +42,14 @@ def windows(length: int, tile: int, overlap: int) -> list[tuple[int, int, int, i
     return windows
 
 
+def computed_pixels(height: int, width: int, tile: int, overlap: int) -> int:
+    """The input pixels the generator really computes for one height×width image: its windows' areas, context
+    included (a 300×300 image in 128-pixel tiles with 40 of context: 3 × 208 per side, 4.3× its own pixels)."""
+    def along(length: int) -> int:
+        return sum(end - start for start, end, _, _ in windows(length, tile, overlap))
+    return along(height) * along(width)
+
+
 def tile_plan(height: int, width: int, tile: int, overlap: int) -> list[tuple[tuple, tuple]]:
     """Every window of an image: ((y0, y1, top, bottom), (x0, x1, left, right)) as `windows` gives them per axis."""
     return [(rows, columns) for rows in windows(height, tile, overlap) for columns in windows(width, tile, overlap)]

@@ -93,3 +93,65 @@ def test_sigterm_ends_the_process_in_bounded_time_whatever_is_running(repository
     caller.join(timeout=30)
     assert outcome["code"] in ("UNAVAILABLE", "CANCELLED")
     assert any("cutting short 1 request" in line for line in server.lines)
+
+
+def test_admission_by_time_counts_the_windows_computed_and_the_work_already_running(repository):
+    """The estimate is the request's own windows (context included) at the speed measured at load, plus the work
+    admitted before it: a request that would fit its deadline on an idle server is refused behind a big one."""
+    import re
+
+    from core.export_record import ExportRecord
+    from serving.tiling import computed_pixels
+    server = ServerProcess("--model_base_path", str(repository), *BIG_LIMITS)
+    try:
+        (speed,) = [float(m.group(1)) for line in server.lines
+                    if (m := re.search(r"([0-9.]+) µs per input pixel here", line))]
+        _, tile, overlap = ExportRecord.load(repository / "1").window_plan()
+        alone = speed * 1e-6 * computed_pixels(2048, 2048, tile, overlap)  # what BIG costs on an idle server
+        assert computed_pixels(2048, 2048, tile, overlap) > 2048 * 2048  # the windows' context counts
+        first = threading.Thread(target=lambda: raw_predict(server.target, {"images": BIG}, timeout=600))
+        first.start()
+        time.sleep(0.3)  # admitted and computing (it takes about `alone` seconds)
+        with pytest.raises(grpc.RpcError) as refused:
+            raw_predict(server.target, {"images": BIG}, timeout=0.75 * alone)  # would be admitted alone
+        assert refused.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert "for requests already running" in refused.value.details(), refused.value.details()
+        first.join(timeout=600)
+    finally:
+        assert server.stop() == 0
+
+
+def test_health_answers_within_a_second_while_every_predict_thread_computes(repository):
+    """Predicts never take the last RESERVED_THREADS threads of the pool, so health checks (a Kubernetes gRPC
+    probe: one second) are answered however many Predicts arrive; the Predicts beyond get RESOURCE_EXHAUSTED."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    server = ServerProcess("--model_base_path", str(repository), "--grpc_max_threads", "4",
+                           "--no-admission_by_time", *BIG_LIMITS)
+
+    def predict():
+        try:
+            raw_predict(server.target, {"images": BIG}, timeout=120)
+            return "OK"
+        except grpc.RpcError as error:
+            return error.code().name, error.details()
+    try:
+        with ThreadPoolExecutor(6) as pool, grpc.insecure_channel(server.target) as channel:
+            answers = [pool.submit(predict) for _ in range(6)]
+            time.sleep(1.0)  # two are computing, the others refused
+            health = health_pb2_grpc.HealthStub(channel)
+            checks = []
+            for _ in range(5):
+                started = time.monotonic()
+                status = health.Check(health_pb2.HealthCheckRequest(), timeout=1.0).status
+                checks.append((status, time.monotonic() - started))
+                time.sleep(0.2)
+            results = [a.result(timeout=300) for a in answers]
+        assert all(status == health_pb2.HealthCheckResponse.SERVING and took < 1.0 for status, took in checks)
+        assert results.count("OK") >= 2
+        refused = [r for r in results if r != "OK"]
+        assert refused and all(code == "RESOURCE_EXHAUSTED" and "request threads are computing" in details
+                               for code, details in refused)
+    finally:
+        assert server.stop() == 0

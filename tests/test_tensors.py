@@ -83,4 +83,4 @@ def test_an_animated_image_is_refused_from_its_header_whatever_its_first_frame()
     assert refused.value.code.name == "INVALID_ARGUMENT" and "animated" in refused.value.message
     still = io.BytesIO()
     Image.new("RGB", (16, 16)).save(still, format="GIF")
-    assert _check_encoded_images("image_bytes", np.array([still.getvalue()], dtype=object), Limits()) == 256
+    assert _check_encoded_images("image_bytes", np.array([still.getvalue()], dtype=object), Limits()) == [(16, 16)]

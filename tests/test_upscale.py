@@ -208,3 +208,13 @@ def test_the_gpu_thread_works_in_a_forked_child():
         except BaseException:
             os._exit(1)
     assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+
+
+def test_computed_pixels_are_the_windows_areas():
+    from serving.tiling import computed_pixels, tile_plan
+    assert computed_pixels(100, 90, 128, 40) == 100 * 90  # one window: the image itself
+    for height, width in [(300, 300), (209, 500), (1, 2000)]:
+        plan = tile_plan(height, width, 128, 40)
+        assert computed_pixels(height, width, 128, 40) == sum((y1 - y0) * (x1 - x0)
+                                                              for (y0, y1, _, _), (x0, x1, _, _) in plan)
+    assert computed_pixels(300, 300, 128, 40) == (3 * 208) ** 2
