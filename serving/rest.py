@@ -346,6 +346,19 @@ def serve_rest(app: RestApi, host: str, port: int, threads: int, read_seconds: f
     # JSON 400 answers a too-large body, and cuts off anything larger with its own 413.
     server = create_server(app, host=host, port=port, threads=threads, ident="srgan-toolkit",
                            max_request_body_size=2 * app.max_body_bytes + (1 << 20),
-                           connection_limit=connection_limit, channel_timeout=30, cleanup_interval=5)
+                           connection_limit=connection_limit, channel_timeout=30, cleanup_interval=1)
     server.channel_class = BoundedReadChannel
+    idle_maintenance = server.maintenance
+
+    def maintenance(now):
+        """Waitress's (idle connections), and every second: a request begun over `read_seconds` ago and still
+        not whole is cut off, even when its client has gone silent (bytes that never come never reach
+        `received`; a body promised by `Expect: 100-continue` and never sent was held 31 s)."""
+        idle_maintenance(now)
+        cutoff = time.monotonic() - read_seconds
+        for channel in list(server.active_channels.values()):
+            if getattr(channel, "request", None) is not None and getattr(channel, "request_started", now) < cutoff:
+                channel.will_close = True
+
+    server.maintenance = maintenance
     return server, server.effective_port

@@ -362,6 +362,21 @@ def test_a_client_trickling_its_request_is_cut_off_and_others_are_served(exporte
         assert time.monotonic() - started < 10
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models/srgan", timeout=10) as answer:
             assert answer.status == 200
+        # Silent clients too: part of a body, or a body promised by `Expect: 100-continue`, then nothing.
+        silent = [b"POST /v1/models/srgan:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"inst",
+                  b"GET /v1/models/srgan HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n"]
+        for request in silent:
+            with socket.create_connection(("127.0.0.1", port)) as connection:
+                connection.sendall(request)
+                connection.settimeout(30)
+                sent = time.monotonic()
+                while True:  # read until the server closes (a "100 Continue" may come first)
+                    try:
+                        if not connection.recv(4096):
+                            break
+                    except (ConnectionResetError, TimeoutError):
+                        break
+                assert time.monotonic() - sent < 2 + 1.5, request  # --rest_api_read_seconds, and maintenance's beat
     finally:
         for connection in slow:
             connection.close()
