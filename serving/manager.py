@@ -52,6 +52,9 @@ class ServedModel:
         self.statuses: dict[int, VersionStatus] = {}
         self._failed: dict[int, tuple] = {}  # version -> its folder's fingerprint when it failed (retried on change)
         self._lock = threading.Lock()
+        # Loads run in a thread of their own, one at a time per model: a load that stalls (a hung file system)
+        # holds this model's next load back, never the poller and so never the other models.
+        self._loading: threading.Thread | None = None
 
     @property
     def name(self) -> str:
@@ -69,16 +72,39 @@ class ServedModel:
         return loadable[-count:]
 
     def poll(self) -> None:
-        """One look at the base path; raises OSError when it cannot be read."""
+        """One look at the base path; raises OSError when it cannot be read. Versions to load are loaded in a
+        thread of their own (`wait_for_loads` waits for it); while one runs, this model's poll only looks."""
+        if self.loading:
+            return
         base = Path(self.config.base_path)
         folders = {v: path for v, path in version_dirs(base).items() if self._inside_base(base, v, path)}
         on_disk = list(folders)
         for version, fingerprint in list(self._failed.items()):
             if version not in on_disk or _fingerprint(folders[version]) != fingerprint:
                 del self._failed[version]  # changed or gone: worth another try later
-        for version in self._wanted(on_disk):
-            if version not in self.available:
-                self._load(version, folders[version])
+        new = [v for v in self._wanted(on_disk) if v not in self.available]
+        if not new:
+            self._settle(on_disk)
+            return
+        self._loading = threading.Thread(target=self._load_then_settle, args=(new, folders),
+                                         name=f"load-{self.name[:40]}", daemon=True)
+        self._loading.start()
+
+    @property
+    def loading(self) -> bool:
+        return self._loading is not None and self._loading.is_alive()
+
+    def wait_for_loads(self, timeout: float | None = None) -> None:
+        if self._loading is not None:
+            self._loading.join(timeout)
+
+    def _load_then_settle(self, versions: list[int], folders: dict) -> None:
+        for version in versions:
+            self._load(version, folders[version])
+        self._settle(list(folders))
+
+    def _settle(self, on_disk: list[int]) -> None:
+        """Unload what the policy no longer wants, once what it wants instead is available."""
         wanted = set(self._wanted(on_disk))  # again: a failed load falls back to an older version
         for version in sorted(self.available):
             if version not in wanted and (wanted & set(self.available)):
@@ -258,7 +284,13 @@ class ModelManager:
             self.on_polled()
 
     def start(self) -> None:
+        """The first poll, and its loads waited for (TF Serving, too, serves once the initial versions have
+        loaded); then polling every poll_seconds."""
         self.poll()
+        for model in list(self.models.values()):
+            model.wait_for_loads()
+        if self.on_polled:
+            self.on_polled()  # now that the first versions are in
         if self.poll_seconds > 0:
             self._thread = threading.Thread(target=self._loop, name="model-poller", daemon=True)
             self._thread.start()
@@ -314,6 +346,7 @@ class ModelManager:
             for model in replacements.values():  # loaded before they replace anything (a new name: before it answers)
                 try:
                     model.poll()
+                    model.wait_for_loads()
                 except Exception as error:  # noqa: BLE001 - as the poller: logged, the next poll retries
                     log.warning("cannot read the versions of %s in %s: %s", model.name, model.config.base_path,
                                 describe(error))

@@ -118,3 +118,48 @@ def test_odd_names_in_the_repository_never_stop_the_poller(repository, exported,
             time.sleep(0.2)
     finally:
         assert server.stop() == 0
+
+
+def test_a_stalled_load_never_stops_the_poller_for_other_models(exported, tmp_path, monkeypatch):
+    """A load that hangs (a hung network file system, which cannot be made here: its read is stood in for by a
+    wait) holds back only its own model: the poller keeps looking, and another model's new version loads."""
+    import threading
+
+    from serving.manager import ModelManager, State, model_config
+    from serving.servable import Servable
+    stuck, fine = tmp_path / "models" / "stuck", tmp_path / "models" / "srgan"
+    for base in (stuck, fine):
+        base.mkdir(parents=True)
+        copy_version(exported[0], base, 1)
+    release = threading.Event()
+    real_load = Servable.load.__func__
+
+    def load(cls, name, version, path, *args, **kwargs):
+        if name == "stuck" and version == 2:
+            release.wait(120)  # the stalled read
+        return real_load(cls, name, version, path, *args, **kwargs)
+    monkeypatch.setattr(Servable, "load", classmethod(load))
+    manager = ModelManager([model_config("stuck", stuck), model_config("srgan", fine)], poll_seconds=0.2)
+    polls = []
+    manager.on_polled = lambda: polls.append(time.monotonic())
+    manager.start()
+    try:
+        assert sorted(manager.models["stuck"].available) == [1] and sorted(manager.models["srgan"].available) == [1]
+        copy_version(exported[0], stuck, 2)  # its load stalls
+        time.sleep(1.0)
+        copy_version(exported[0], fine, 2)
+        deadline = time.monotonic() + 60
+        while 2 not in manager.models["srgan"].available and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert sorted(manager.models["srgan"].available) == [2]  # loaded, and version 1 unloaded
+        assert sorted(manager.models["stuck"].available) == [1]  # still serving while its load hangs
+        assert manager.models["stuck"].statuses[2].state == State.LOADING
+        count = len(polls)
+        time.sleep(1.0)
+        assert len(polls) >= count + 3  # the poller goes on
+        release.set()
+        manager.models["stuck"].wait_for_loads(60)
+        assert sorted(manager.models["stuck"].available) == [2]
+    finally:
+        release.set()
+        manager.stop()
