@@ -89,8 +89,9 @@ def validate(version_dir: Path, version: int, model_name: str, photo, reference,
                 raise RuntimeError(f"the answer for {name} differs from the parity reference ({why})")
         outcome["passed"] = True
     except Exception as error:  # noqa: BLE001 - every failure is the candidate's verdict, with its reason
+        from serving.client_base import ServingClientError
         from serving.errors import describe
-        outcome["reason"] = describe(error)
+        outcome["reason"] = error.message if isinstance(error, ServingClientError) else describe(error)
     finally:
         if process is not None and process.poll() is None:
             process.terminate()

@@ -70,7 +70,8 @@ class ServingClient:
     def wait_until_available(self, timeout: float = 120.0,
                              give_up: Callable[[list[dict]], str | None] = lambda statuses: None) -> list[dict]:
         """Poll the model's status until a version is AVAILABLE. `give_up(statuses)` is asked at every poll
-        (statuses empty while the server does not answer yet): a reason it returns is raised as RuntimeError."""
+        (statuses empty while the server does not answer yet): a reason it returns is raised as a
+        ServingClientError with code UNAVAILABLE; the timeout, as DEADLINE_EXCEEDED (the one error type)."""
         deadline = time.monotonic() + timeout
         while True:
             statuses = []
@@ -83,7 +84,8 @@ class ServingClient:
                     raise
             reason = give_up(statuses)
             if reason:
-                raise RuntimeError(reason)
+                raise ServingClientError("UNAVAILABLE", reason)
             if time.monotonic() > deadline:
-                raise TimeoutError(f"no version of {self.model_name} became AVAILABLE at {self.target}")
+                raise ServingClientError("DEADLINE_EXCEEDED", f"no version of {self.model_name} became AVAILABLE at "
+                                         f"{self.target} within {timeout:g} s")
             time.sleep(0.2)

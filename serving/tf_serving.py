@@ -184,6 +184,7 @@ def parse_args(argv=None) -> TfServingConfig:
 
 def start_and_wait(command: list[str], c: TfServingConfig, timeout: float = 300) -> subprocess.Popen:
     from serving.client import SrganClient
+    from serving.client_base import ServingClientError
     process = subprocess.Popen(command)
 
     def exited(statuses):
@@ -192,10 +193,10 @@ def start_and_wait(command: list[str], c: TfServingConfig, timeout: float = 300)
         try:
             client.wait_until_available(timeout, give_up=exited)
             return process
-        except (RuntimeError, TimeoutError) as error:  # exited, answered an error, or too slow: none left running
+        except ServingClientError as error:  # exited, answered an error, or too slow: none left running
             process.terminate()
             raise UserError(f"{c.model_name} did not become AVAILABLE within {timeout:.0f} s."
-                            if isinstance(error, TimeoutError) else str(error)) from None
+                            if error.code == "DEADLINE_EXCEEDED" else error.message) from None
 
 
 @exit_on_user_error

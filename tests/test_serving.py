@@ -382,3 +382,17 @@ def test_client_file_upscaling_sends_fixed_size_tiles_and_equals_whole_image_inf
     whole = create_session(exported[0] / "model.onnx").run(None, {"images": image[None]})[0][0]
     assert sr.shape == (520, 600, 3) and np.abs(sr.astype(int) - whole).max() <= 1
     assert len(shapes) > 1 and len(set(shapes)) == 1
+
+
+def test_waiting_for_a_server_raises_the_clients_one_error_type():
+    from serving.client_base import ServingClientError
+    from serving.process import free_port
+    from serving.rest_client import SrganRestClient
+    port = free_port()  # nobody listens there
+    for kind in (SrganClient, SrganRestClient):
+        with kind(f"127.0.0.1:{port}", retries=0) as client, pytest.raises(ServingClientError) as late:
+            client.wait_until_available(timeout=0.5)
+        assert late.value.code == "DEADLINE_EXCEEDED" and "within 0.5 s" in late.value.message
+        with kind(f"127.0.0.1:{port}", retries=0) as client, pytest.raises(ServingClientError) as gone:
+            client.wait_until_available(timeout=30, give_up=lambda statuses: "the server exited with status 1.")
+        assert gone.value.code == "UNAVAILABLE" and gone.value.message == "the server exited with status 1."
