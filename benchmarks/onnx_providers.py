@@ -14,7 +14,6 @@ runs anywhere. It measures:
 Writes onnx_providers.json and onnx_providers.md to --out (and a PNG when matplotlib is importable).
 """
 
-import argparse
 import dataclasses
 import json
 import sys
@@ -46,7 +45,6 @@ def parse_args(argv=None) -> ProvidersConfig:
     p = parser("python benchmarks/onnx_providers.py", __doc__)
     p.add_argument("--model-dir", dest="version_dir", type=Path, default=Path("models/srgan"),
                    help="a model folder (its newest version) or one version folder")
-    p.add_argument("--version-dir", dest="version_dir", type=Path, help=argparse.SUPPRESS)  # its old name
     p.add_argument("--out", type=Path, default=ProvidersConfig.out)
     p.add_argument("--seconds", type=float, default=ProvidersConfig.seconds, help="measuring time per point")
     p.add_argument("--warmup", type=int, default=ProvidersConfig.warmup)

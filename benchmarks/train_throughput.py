@@ -114,7 +114,7 @@ def follows_float32(precisions: list[str], config: ThroughputConfig) -> list[dic
         out = Path(tempfile.mkdtemp(prefix=f"follow-{precision}-"))
         summary = train(config_from_args(["--preset", "demo", "--pretrain-steps", str(config.follow_steps),
                                           "--epochs", "0", "--seed", "1", "--precision", precision,
-                                          "--out-dir", str(out), "--cache-dir", str(config.cache_dir)]))
+                                          "--run-dir", str(out), "--cache-dir", str(config.cache_dir)]))
         runs.append({"precision": precision, "steps": config.follow_steps, "psnr": summary["held_out"]["psnr"]})
     keras.mixed_precision.set_global_policy("float32")
     for run in runs[1:]:

@@ -27,5 +27,5 @@ def find_checkpoint(run_dir: Path | None, checkpoint: Path | None) -> str:
     latest = tf.train.latest_checkpoint(str(Path(run_dir) / "checkpoints"))
     if latest is None:
         raise UserError(f"no checkpoint in {Path(run_dir) / 'checkpoints'}; train first "
-                        f"(python -m training.run --out-dir {run_dir}) or pass --checkpoint.")
+                        f"(python -m training.run --run-dir {run_dir}) or pass --checkpoint.")
     return latest

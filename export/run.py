@@ -75,7 +75,6 @@ def parse_args(argv=None) -> ExportConfig:
                         "by NIQE with a PSNR floor")
     p.add_argument("--repository", type=Path, default=d.repository,
                    help="model repository: the version goes to <repository>/<model name>/<version>")
-    p.add_argument("--model-dir", dest="repository", type=Path, help=argparse.SUPPRESS)  # its old name
     p.add_argument("--model-name", default=d.model_name)
     p.add_argument("--version", type=int, help="version number (default: the next one)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --version")

@@ -11,7 +11,6 @@ runs the binary found on PATH and waits until the model is AVAILABLE. The embedd
 same models.config (--model_config_file), so both servers serve the same repository the same way.
 """
 
-import argparse
 import dataclasses
 import shlex
 import shutil
@@ -153,7 +152,6 @@ def parse_args(argv=None) -> TfServingConfig:
                    help=f"0: this host's cores for the local command, {GPU_BATCH_THREADS} for the GPU image")
     p.add_argument("--docker_image", dest="image", default=d.image,
                    help="TF Serving's Docker image: the release matching our TensorFlow")
-    p.add_argument("--image", dest="image", help=argparse.SUPPRESS)  # its old name
     p.add_argument("--enable_batching", choices=["auto", "true", "false"], default=d.enable_batching,
                    help="server-side batching in the command for this machine; auto: on where a batch of 8 is "
                         "measured here to run at least 1.1× faster than 8 single runs (the GPU image always batches)")

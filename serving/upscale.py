@@ -15,7 +15,6 @@ any work, a run that would write two inputs to one output, or an output over one
 a file, is refused in one sentence (exit status 2).
 """
 
-import argparse
 import dataclasses
 import os
 import sys
@@ -49,10 +48,7 @@ class UpscaleConfig:
 def parse_args(argv=None) -> UpscaleConfig:
     p = parser("python -m serving.upscale", __doc__)
     p.add_argument("inputs", nargs="+", type=Path, help="image files")
-    # Required, but checked after parsing: argparse's own `required` would refuse the old spelling.
-    p.add_argument("-o", "--out", type=Path, default=argparse.SUPPRESS, help="folder for the upscaled images "
-                                                                         "(required)")
-    p.add_argument("--out-dir", dest="out", type=Path, help=argparse.SUPPRESS)  # its old name
+    p.add_argument("-o", "--out", type=Path, required=True, help="folder for the upscaled images")
     p.add_argument("--backend", choices=["onnx", "savedmodel", "grpc", "rest"], default="onnx",
                    help="grpc and rest: a running TF Serving (or serving.server) through that API")
     p.add_argument("--protocol", dest="backend", choices=["grpc", "rest"],
@@ -67,8 +63,6 @@ def parse_args(argv=None) -> UpscaleConfig:
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                    help="refuse files whose header claims more input pixels (checked before decoding)")
     args = p.parse_args(argv)
-    if getattr(args, "out", None) is None:
-        p.error("the following arguments are required: -o/--out")
     return UpscaleConfig(tuple(args.inputs), args.out, args.backend, args.model_dir, args.target,
                          args.model_name, args.tile, args.overlap, args.max_pixels)
 

@@ -67,24 +67,25 @@ def test_training_help_shows_every_presets_defaults():
     assert "--epochs EPOCHS (demo: 2, photos: 3, photos-gan: 16, seed: 60)" in text
     assert ("--learning-rate LEARNING_RATE Adam learning rate (article: 1e-4) (demo: 0.0001, photos: 0.0002, "
             "photos-gan: 2e-05") in text
-    assert "--out-dir" not in text and "--run-dir" in text  # the old spelling works but is not offered
+    assert "--out-dir" not in text and "--run-dir" in text
 
 
-def test_old_spellings_still_work(tmp_path):
+def test_old_spellings_are_gone(tmp_path, capsys):
+    """A 0.1 package keeps one spelling per flag: the old ones are refused as any unknown flag is."""
     from export.run import parse_args as export_args
     from serving.tf_serving import parse_args as tf_serving_args
     from serving.upscale import parse_args as upscale_args
     from training.config import config_from_args
-    assert config_from_args(["--out-dir", str(tmp_path)]).out_dir == tmp_path
     assert config_from_args(["--run-dir", str(tmp_path)]).out_dir == tmp_path
-    assert export_args(["--model-dir", str(tmp_path)]).repository == tmp_path
     assert export_args([]).repository == Path("models")
-    assert upscale_args(["a.png", "--out-dir", str(tmp_path)]).out == tmp_path
     assert upscale_args(["a.png", "-o", str(tmp_path)]).out == tmp_path
-    assert tf_serving_args(["--image", "example/serving:1"]).image == "example/serving:1"
-    with pytest.raises(SystemExit) as missing:  # -o is still required
-        upscale_args(["a.png"])
-    assert missing.value.code == 2
+    for parse, old in [(config_from_args, ["--out-dir", str(tmp_path)]), (export_args, ["--model-dir", str(tmp_path)]),
+                       (lambda argv: upscale_args(["a.png", "-o", "x", *argv]), ["--out-dir", str(tmp_path)]),
+                       (tf_serving_args, ["--image", "example/serving:1"]), (upscale_args, ["a.png"])]:
+        with pytest.raises(SystemExit) as refused:
+            parse(old)
+        assert refused.value.code == 2, old
+    assert "the following arguments are required: -o/--out" in capsys.readouterr().err
 
 
 @pytest.mark.slow  # a Python process that imports TensorFlow

@@ -135,7 +135,7 @@ def test_a_perturbed_onnx_model_fails_the_parity_check(exported, run_dir, tmp_pa
 
 
 def test_failed_parity_exits_1_and_is_never_published_even_with_no_bless(run_dir, tmp_path):
-    result = run_module("export.to_onnx", "--run-dir", str(run_dir), "--model-dir", str(tmp_path),
+    result = run_module("export.to_onnx", "--run-dir", str(run_dir), "--repository", str(tmp_path),
                         "--max-abs", "0", "--no-bless")
     assert result.returncode == 1, result.stderr
     assert "PARITY FAILED" in result.stdout and "**FAIL**" in result.stdout

@@ -234,7 +234,6 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--run-dir", dest="out_dir", type=Path,
                      help="the run's folder (checkpoints, samples, logs); an existing one is resumed; the run "
                           "export.to_onnx --run-dir reads")
-    out.add_argument("--out-dir", dest="out_dir", type=Path, help=argparse.SUPPRESS)  # its old name
     out.add_argument("--checkpoint-every", type=int, help="epochs between checkpoints (article: 20)")
     out.add_argument("--keep-checkpoints", type=int, help="how many checkpoints to keep")
     out.add_argument("--log-every", type=int, help="steps between TensorBoard scalars")
