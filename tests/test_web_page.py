@@ -161,6 +161,24 @@ def test_an_uploaded_photograph_comes_back_4x_as_the_grpc_answer(page, served, t
     assert bicubic.shape == reference.shape and np.abs(bicubic.astype(int) - reference).max() <= 1
 
 
+def test_a_photograph_dropped_on_the_page_is_upscaled(page, tmp_path):
+    """The drop path (not the file picker): a real drop event carrying the file, as a browser makes it."""
+    import base64
+
+    from workflows.web_page import wait_for
+    photo = photograph(tmp_path / "dropped.png", size=(40, 32))
+    page.execute_script("""
+        const bytes = Uint8Array.from(atob(arguments[0]), (c) => c.charCodeAt(0));
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([bytes], "dropped.png", {type: "image/png"}));
+        const zone = document.getElementById("drop");
+        zone.dispatchEvent(new DragEvent("dragover", {dataTransfer: transfer, bubbles: true, cancelable: true}));
+        zone.dispatchEvent(new DragEvent("drop", {dataTransfer: transfer, bubbles: true, cancelable: true}));
+    """, base64.b64encode(photo).decode())
+    wait_for(page, lambda d: "160×128, answered in" in d.find_element("id", "status").text, 120)
+    assert page.find_element("id", "chosen").text.startswith("dropped.png")
+
+
 def canvas_png(page, key: str) -> bytes:
     import base64
     url = page.execute_script(f"return document.querySelector('#panes figure[data-key=\"{key}\"] canvas.whole')"
