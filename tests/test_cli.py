@@ -42,8 +42,7 @@ def test_srgan_verbose_shows_tensorflows_own_lines():
     assert _tensorflow_lines(verbose.stderr), verbose.stderr  # what the quiet run hides is really there
 
 
-@pytest.mark.slow  # a Python process that imports TensorFlow
-@pytest.mark.parametrize("flags, sentence", [
+@pytest.mark.parametrize("flags, sentence", [  # refused before TensorFlow is imported: fast
     (["--channels", "0"], "--channels must be positive, got 0."),
     (["--log-every", "0"], "--log-every must be at least 1, got 0."),
     (["--checkpoint-every", "0"], "--checkpoint-every must be at least 1, got 0."),

@@ -119,8 +119,9 @@ def test_bound_runner_matches_a_plain_session_run(exported):
 
 def test_device_runner_binds_each_shape_once_and_answers_like_plain_runs(exported):
     """The server's GPU path, run here on the CPU provider: concurrent calls of two bound shapes and one past
-    `max_shapes` (run plainly) each get their own answer, never a later call's buffer. With `graphs` on, the
-    CPU provider ignores the graph ids: the same answers."""
+    `max_shapes` (run plainly) each get their own answer, never a later call's buffer. With `graphs` on, each
+    bound shape gets its own CUDA graph id from 1 (the CPU provider ignores them, so the answers are the same),
+    and none without."""
     import concurrent.futures
     from serving.onnx_runtime import DeviceRunner
     session = create_session(exported[0] / "model.onnx")
@@ -137,6 +138,8 @@ def test_device_runner_binds_each_shape_once_and_answers_like_plain_runs(exporte
         for answer, reference in zip(answers, expected):
             np.testing.assert_array_equal(answer, reference)
         assert runner.bound_shapes == [(1, 8, 8, 3), (2, 8, 8, 3)]
+        graph_ids = [bound.graph_id for bound in runner._bound.values() if bound is not None]
+        assert graph_ids == ([1, 2] if graphs else [None, None])
 
 
 def test_no_gpu_provider_is_asked_for_without_a_gpu(exported):

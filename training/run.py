@@ -179,9 +179,9 @@ def _print_summary(summary: dict, out_dir: Path) -> None:
 
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> int:
-    from training.loop import Interrupted
     setup_logging()
-    config = config_from_args(argv)
+    config = config_from_args(argv)  # before TensorFlow is imported: a mistaken flag costs no start-up
+    from training.loop import Interrupted
     try:
         summary = train(config)
     except Interrupted as stop:
