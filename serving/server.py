@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 import grpc
@@ -258,7 +259,7 @@ class ModelServer:
         threading.Thread(target=self.rest.run, name="rest-api", daemon=True).start()
         return bound
 
-    def stop(self) -> None:
+    def stop(self) -> bool:
         """Finish what is in flight on both APIs (up to --drain_seconds), refusing anything new; True when
         nothing was cut off."""
         self.stopping = True
@@ -281,9 +282,11 @@ class ModelServer:
 @exit_on_user_error
 def serve(config: ServerConfig) -> None:
     server = ModelServer(config)
-    stop = threading.Event()
+    # The handler takes no lock: an Event's set() inside a handler deadlocked a server whose main thread the
+    # signal had interrupted inside that Event's own wait (make serve and Ctrl-C deliver two signals at once).
+    signals: list[int] = []
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, lambda number, _: signals.append(number))
     port = server.start()
     # Everything loaded so far (TensorFlow, the model) lives as long as the server: keep it out of the
     # garbage collector's full passes, which otherwise stall a request now and then for ~0.1 s.
@@ -307,9 +310,9 @@ def serve(config: ServerConfig) -> None:
         log.info("web page: http://%s:%s%s (open it in a browser)", shown, server.rest_port, UI_PATH)
     print(f"{READY} {config.host}:{port}", flush=True)  # the line scripts wait for (serving.process)
     # Python runs signal handlers in the main thread only when it wakes. A signal the kernel hands to another
-    # thread (it does so right after a SIGSTOP/SIGCONT) would leave an endless wait here asleep: wake every second.
-    while not stop.wait(timeout=1.0):
-        pass
+    # thread (it does so right after a SIGSTOP/SIGCONT) would leave an endless wait here asleep: wake often.
+    while not signals:
+        time.sleep(0.2)
     log.info("draining: finishing requests in flight …")
     # Bounded whatever runs: a model run, a stuck load or a thread the interpreter would wait for at exit.
     watchdog = threading.Timer(config.drain_seconds + _SHUTDOWN_MARGIN_SECONDS, _exit_now, (server, "stopping took"))
