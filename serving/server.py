@@ -31,7 +31,7 @@ from serving.batching import Batcher
 from serving.errors import ServingError
 from serving.manager import ModelManager, check_unique_names, model_config
 from serving.process import READY
-from serving.service import Limits, ModelService, PredictionService
+from serving.service import RESERVED_THREADS, Limits, ModelService, PredictionService
 
 log = logging.getLogger("serving.server")
 
@@ -78,7 +78,8 @@ def parse_args(argv=None) -> ServerConfig:
     p.add_argument("--port", type=int, default=d.port, help="gRPC port (0: any free port, printed)")
     p.add_argument("--rest_api_port", type=int, default=d.rest_api_port,
                    help="TF Serving's REST API and /monitoring/prometheus/metrics on this port (0: off)")
-    p.add_argument("--rest_api_num_threads", type=int, default=d.rest_api_num_threads)
+    p.add_argument("--rest_api_num_threads", type=int, default=d.rest_api_num_threads,
+                   help="Predicts computing at once over REST (2 threads more answer status and metrics)")
     p.add_argument("--rest_api_max_body_bytes", type=int, default=d.rest_api_max_body_bytes,
                    help="largest REST request body accepted; larger ones get HTTP 400")
     p.add_argument("--host", default=d.host, help="address to bind; 0.0.0.0 exposes the server to the network")
@@ -97,7 +98,9 @@ def parse_args(argv=None) -> ServerConfig:
     p.add_argument("--num_batch_threads", type=int, default=d.num_batch_threads)
     p.add_argument("--file_system_poll_wait_seconds", type=float, default=d.file_system_poll_wait_seconds,
                    help="how often to look for new versions (0: only at start)")
-    p.add_argument("--grpc_max_threads", type=int, default=d.grpc_max_threads)
+    p.add_argument("--grpc_max_threads", type=int, default=d.grpc_max_threads,
+                   help="Predicts computing at once over gRPC; more get RESOURCE_EXHAUSTED (the pool has 2 threads "
+                        "more, kept for health checks and status)")
     p.add_argument("--max_message_bytes", type=int, default=d.max_message_bytes,
                    help="largest request accepted; larger ones get RESOURCE_EXHAUSTED")
     p.add_argument("--max_concurrent_rpcs", type=int, default=d.max_concurrent_rpcs,
@@ -177,7 +180,8 @@ class ModelServer:
         self.health = health.HealthServicer()
         options = [("grpc.max_receive_message_length", config.max_message_bytes),
                    ("grpc.max_send_message_length", -1), ("grpc.so_reuseport", 0)]
-        self.server = grpc.server(concurrent.futures.ThreadPoolExecutor(config.grpc_max_threads), options=options,
+        self.server = grpc.server(concurrent.futures.ThreadPoolExecutor(config.grpc_max_threads + RESERVED_THREADS),
+                                  options=options,
                                   maximum_concurrent_rpcs=config.max_concurrent_rpcs)
         self.budget = MemoryBudget(config.max_inflight_bytes or available_memory_bytes() // 2,
                                    config.max_queued_requests)
@@ -254,7 +258,8 @@ class ModelServer:
             page = WebPage(self.manager, lambda: self.prediction.limits, self.config.rest_api_max_body_bytes)
         self.rest_app = RestApi(self.prediction, self.models, self.config.rest_api_max_body_bytes,
                                 self.config.rest_api_timeout_in_ms / 1000, page)
-        self.rest, bound = serve_rest(self.rest_app, self.config.host, port, self.config.rest_api_num_threads,
+        self.rest, bound = serve_rest(self.rest_app, self.config.host, port,
+                                      self.config.rest_api_num_threads + RESERVED_THREADS,
                                       self.config.rest_api_read_seconds)
         threading.Thread(target=self.rest.run, name="rest-api", daemon=True).start()
         return bound

@@ -193,8 +193,9 @@ def printable(text: str, limit: int) -> str:
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
-# Threads of each front end's pool that Predicts never take: health checks, status and metrics share the pool, and
-# a pool full of long Predicts left a Kubernetes probe waiting past its timeout (9 of 15 one-second checks failed).
+# Threads each front end's pool has beyond its Predicts' (--grpc_max_threads, --rest_api_num_threads): health
+# checks, status and metrics share the pool, and a pool full of long Predicts left a Kubernetes probe waiting past
+# its timeout (9 of 15 one-second checks failed). Predicts never take them.
 RESERVED_THREADS = 2
 
 
@@ -204,9 +205,9 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         self.manager = manager
         self.batcher = batcher
         self.limits = limits
-        # entrypoint ("GRPC", "REST") -> the Predicts it may run at once: its pool's threads less RESERVED_THREADS.
-        self._slots = {entrypoint: (threading.BoundedSemaphore(max(1, count - RESERVED_THREADS)),
-                                    max(1, count - RESERVED_THREADS)) for entrypoint, count in (threads or {}).items()}
+        # entrypoint ("GRPC", "REST") -> the Predicts it may run at once (its pool has RESERVED_THREADS more).
+        self._slots = {entrypoint: (threading.BoundedSemaphore(count), count)
+                       for entrypoint, count in (threads or {}).items()}
         self.budget = budget  # admits requests by their estimated memory; None: no bound
         self.in_flight = 0  # Predicts running now (what a bounded shutdown cuts short)
         self._work_in_flight = 0.0  # estimated seconds of computation of the requests admitted and not finished
@@ -226,9 +227,10 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         try:
             if slot is not None and not slot[0].acquire(blocking=False):
                 slot = None  # not taken: nothing to give back
+                flag = "--grpc_max_threads" if entrypoint == "GRPC" else "--rest_api_num_threads"
                 raise ServingError(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                    f"all {self._slots[entrypoint][1]} {entrypoint} request threads are computing "
-                                   "(the others answer health checks); retry shortly")
+                                   f"({flag}); retry shortly")
             return self._predict(request, still_wanted, deadline)
         except ServingError as error:
             status = error.code.name

@@ -122,12 +122,13 @@ def test_admission_by_time_counts_the_windows_computed_and_the_work_already_runn
 
 
 def test_health_answers_within_a_second_while_every_predict_thread_computes(repository):
-    """Predicts never take the last RESERVED_THREADS threads of the pool, so health checks (a Kubernetes gRPC
-    probe: one second) are answered however many Predicts arrive; the Predicts beyond get RESOURCE_EXHAUSTED."""
+    """The pool has RESERVED_THREADS threads beyond --grpc_max_threads that Predicts never take, so health checks
+    (a Kubernetes gRPC probe: one second) are answered however many Predicts arrive; those beyond get
+    RESOURCE_EXHAUSTED."""
     from concurrent.futures import ThreadPoolExecutor
 
     from grpc_health.v1 import health_pb2, health_pb2_grpc
-    server = ServerProcess("--model_base_path", str(repository), "--grpc_max_threads", "4",
+    server = ServerProcess("--model_base_path", str(repository), "--grpc_max_threads", "2",
                            "--no-admission_by_time", *BIG_LIMITS)
 
     def predict():
@@ -151,7 +152,7 @@ def test_health_answers_within_a_second_while_every_predict_thread_computes(repo
         assert all(status == health_pb2.HealthCheckResponse.SERVING and took < 1.0 for status, took in checks)
         assert results.count("OK") >= 2
         refused = [r for r in results if r != "OK"]
-        assert refused and all(code == "RESOURCE_EXHAUSTED" and "request threads are computing" in details
+        assert refused and all(code == "RESOURCE_EXHAUSTED" and "all 2 GRPC request threads are computing" in details
                                for code, details in refused)
     finally:
         assert server.stop() == 0
