@@ -23,7 +23,7 @@ from tensorflow_serving.config import model_server_config_pb2
 from core.repository import version_dirs
 from serving.errors import ServingError, describe, echoed, invalid_argument, not_found
 from serving.metrics import METRICS
-from serving.servable import Servable
+from serving.servable import Servable, describe_batch_gain
 
 log = logging.getLogger("serving.manager")
 
@@ -226,17 +226,6 @@ def unsafe_entry(folder: Path, base: Path) -> str | None:
             if not (stat_module.S_ISREG(mode) or stat_module.S_ISDIR(mode)):
                 return f"{entry.relative_to(folder)} is not a regular file (a pipe, device or socket)"
     return None
-
-
-PAYS = 1.1  # a batch must be this much faster than one by one to be worth waiting for
-
-
-def describe_batch_gain(gain: float) -> str:
-    from serving.servable import BATCH_PROBE, PROBE_SIDE
-    verdict = ("server-side batching pays here" if gain >= PAYS else "server-side batching costs here"
-               if gain < 0.95 else "server-side batching makes little difference here")
-    return (f"a batch of {BATCH_PROBE} {PROBE_SIDE}×{PROBE_SIDE} images runs {gain:.2f}× as fast as one by one: "
-            f"{verdict}")
 
 
 def check_unique_names(configs) -> None:

@@ -249,6 +249,20 @@ BATCH_PROBE = 8  # images in the batch timed at load: the batcher's default --ma
 PROBE_SIDE = 32  # the article's input
 
 
+PAYS = 1.1  # the batching verdict's one threshold: a batch must be this much faster than one by one to be worth waiting for
+
+
+def batching_pays(gain: float) -> bool:
+    return gain >= PAYS
+
+
+def describe_batch_gain(gain: float) -> str:
+    verdict = ("server-side batching pays here" if batching_pays(gain) else "server-side batching costs here"
+               if gain < 0.95 else "server-side batching makes little difference here")
+    return (f"a batch of {BATCH_PROBE} {PROBE_SIDE}×{PROBE_SIDE} images runs {gain:.2f}× as fast as one by one: "
+            f"{verdict}")
+
+
 def batch_gain(runner, repeats: int = 3) -> float:
     """How many times faster BATCH_PROBE 32×32 images run as one batch than one by one, timed here, warm
     (medians of `repeats`): above 1, server-side batching pays on this machine; below, it costs."""

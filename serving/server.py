@@ -338,15 +338,15 @@ _CUT_SHORT = 1  # the exit status when the drain cut requests short: their clien
 def _recommend_batching(server: ModelServer) -> None:
     """--enable_batching keeps TF Serving's meaning (on or off, as asked); the log says whether this machine,
     measured when each version loaded, agrees."""
-    from serving.manager import PAYS, describe_batch_gain
+    from serving.servable import batching_pays, describe_batch_gain
     gains = [s.batch_gain for m in server.manager.models.values() for s in m.available.values()]
     if not gains:
         return
     gain = min(gains)
-    if server.config.enable_batching and gain < PAYS:
+    if server.config.enable_batching and not batching_pays(gain):
         log.warning("--enable_batching is on, but %s: requests wait for a batch that saves no computation",
                     describe_batch_gain(gain))
-    elif not server.config.enable_batching and gain >= PAYS:
+    elif not server.config.enable_batching and batching_pays(gain):
         log.info("%s: --enable_batching would raise throughput under concurrent requests", describe_batch_gain(gain))
 
 

@@ -111,14 +111,13 @@ def local_batching(c: TfServingConfig) -> tuple[bool, str]:
     if c.enable_batching != "auto":
         return c.enable_batching == "true", f"--enable_batching {c.enable_batching}"
     from core.cli import find_version
-    from serving.manager import PAYS, describe_batch_gain
-    from serving.servable import SavedModelRunner, batch_gain
+    from serving.servable import SavedModelRunner, batch_gain, batching_pays, describe_batch_gain
     try:
         version = find_version(c.model_base_path)
     except UserError:
         return True, "no version exported yet to time it on; pass --enable_batching false to leave it off"
     gain = batch_gain(SavedModelRunner(version))
-    return gain >= PAYS, f"{describe_batch_gain(gain)}; the SavedModel, timed on this machine"
+    return batching_pays(gain), f"{describe_batch_gain(gain)}; the SavedModel, timed on this machine"
 
 
 def docker_command(c: TfServingConfig) -> list[str]:
@@ -134,6 +133,7 @@ def docker_command(c: TfServingConfig) -> list[str]:
 
 
 def parse_args(argv=None) -> TfServingConfig:
+    from serving.servable import BATCH_PROBE, PAYS
     d = TfServingConfig()
     p = parser("python -m serving.tf_serving", __doc__)
     p.add_argument("--model_base_path", type=Path, default=d.model_base_path)
@@ -154,7 +154,8 @@ def parse_args(argv=None) -> TfServingConfig:
                    help="TF Serving's Docker image: the release matching our TensorFlow")
     p.add_argument("--enable_batching", choices=["auto", "true", "false"], default=d.enable_batching,
                    help="server-side batching in the command for this machine; auto: on where a batch of 8 is "
-                        "measured here to run at least 1.1× faster than 8 single runs (the GPU image always batches)")
+                        f"measured here to run at least {PAYS}× faster than {BATCH_PROBE} single runs (the GPU image "
+                        "always batches)")
     p.add_argument("--start", action="store_true", help="start tensorflow_model_server if it is on PATH")
     from serving.kubernetes import KubernetesConfig
     k = KubernetesConfig()

@@ -39,7 +39,7 @@ def test_the_batch_gain_measured_at_load_is_single_time_over_batch_time():
     image gains nothing. The real model's figure goes into the load's log line (test_deadlines checks it)."""
     import time
 
-    from serving.manager import describe_batch_gain
+    from serving.servable import describe_batch_gain
     from serving.servable import BATCH_PROBE, batch_gain
 
     class Sleeping:
