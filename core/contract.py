@@ -19,6 +19,10 @@ UINT8_INPUT, UINT8_OUTPUT = "images", "sr_images"
 FLOAT_INPUT, FLOAT_OUTPUT = "lr", "sr"
 ENCODED_INPUT, ENCODED_OUTPUT = "image_bytes", "sr_png_bytes"
 
+MODEL_NAME = "srgan"  # the served name every command defaults to
+GRPC_PORT, REST_PORT = 8500, 8501  # TF Serving's default ports
+LOCAL_GRPC, LOCAL_REST = f"127.0.0.1:{GRPC_PORT}", f"127.0.0.1:{REST_PORT}"  # the clients' default targets
+
 HALF_RANGE = 127.5  # uint8 value v ↔ v / HALF_RANGE − 1
 
 # TF Serving's REST status for each gRPC status (http_server.cc, ToHTTPStatusCode), by the status's name.

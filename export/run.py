@@ -17,6 +17,7 @@ import logging
 import sys
 from pathlib import Path
 
+from core import contract
 from core.cli import exit_on_user_error, parser, setup_logging
 from core.export_record import ExportRecord
 from core.model_spec import DEFAULT_TILE
@@ -36,7 +37,7 @@ class ExportConfig:
     objective: str = "auto"  # auto (what the weights were trained for) | distortion | perception: the gate's rules
     psnr_baseline: Path | None = None  # a perceptual model's NIQE reference; default: the newest blessed PSNR model
     repository: Path = Path("models")  # TF Serving's base: <repository>/<model name>/<version>
-    model_name: str = "srgan"
+    model_name: str = contract.MODEL_NAME
     version: int | None = None  # default: the next integer
     overwrite: bool = False
     opset: int | None = None  # default: the newest tf2onnx and onnx both know

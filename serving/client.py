@@ -24,7 +24,8 @@ MAX_MESSAGE_BYTES = 1 << 30
 
 
 class SrganClient(ServingClient):
-    def __init__(self, target: str = "127.0.0.1:8500", model_name: str = "srgan", version: int | None = None,
+    def __init__(self, target: str = contract.LOCAL_GRPC, model_name: str = contract.MODEL_NAME,
+                 version: int | None = None,
                  version_label: str | None = None, timeout: float = 60.0, retries: int = 4,
                  backoff: float = 0.25):
         super().__init__(target, model_name, version, version_label, timeout, retries, backoff)

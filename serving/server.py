@@ -25,6 +25,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 from tensorflow_serving.config import model_server_config_pb2
 
+from core import contract
 from core.cli import UserError, exit_on_user_error, parser, setup_logging
 from serving.admission import MemoryBudget, available_memory_bytes
 from serving.batching import Batcher
@@ -38,12 +39,12 @@ log = logging.getLogger("serving.server")
 
 @dataclasses.dataclass(frozen=True)
 class ServerConfig:
-    port: int = 8500
+    port: int = contract.GRPC_PORT
     rest_api_port: int = 0  # 0: no REST API, as in TF Serving
     rest_api_num_threads: int = 8
     rest_api_max_body_bytes: int = 64 << 20
     host: str = "127.0.0.1"
-    model_name: str = "srgan"
+    model_name: str = contract.MODEL_NAME
     model_base_path: Path | None = None
     model_config_file: Path | None = None
     backend: str = "savedmodel"

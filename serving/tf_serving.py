@@ -18,6 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from core import contract
 from core.cli import UserError, exit_on_user_error, parser
 
 GPU_BATCH_THREADS = 4  # a few batches in flight keep one GPU busy (TF Serving's batching guide)
@@ -37,10 +38,10 @@ def matching_image() -> str:
 @dataclasses.dataclass(frozen=True)
 class TfServingConfig:
     model_base_path: Path = Path("models/srgan")
-    model_name: str = "srgan"
+    model_name: str = contract.MODEL_NAME
     config_dir: Path = Path("serving_config")
-    port: int = 8500
-    rest_api_port: int = 8501
+    port: int = contract.GRPC_PORT
+    rest_api_port: int = contract.REST_PORT
     num_versions: int = 1
     labels: tuple[tuple[str, int], ...] = ()
     max_batch_size: int = 8  # images per executed batch

@@ -24,6 +24,7 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
+from core import contract
 from core.cli import UserError, exit_on_user_error, find_version, parser
 from core.export_record import ExportRecord
 from core.images import DEFAULT_MAX_PIXELS, Picture, UnreadableImage, read_picture
@@ -39,7 +40,7 @@ class UpscaleConfig:
     backend: str = "onnx"
     model_dir: Path = Path("models/srgan")
     target: str | None = None  # host:port of the server; default: 127.0.0.1:8500 (grpc) or :8501 (rest)
-    model_name: str = "srgan"
+    model_name: str = contract.MODEL_NAME
     tile: int = DEFAULT_TILE
     overlap: int | None = None  # default: the generator's receptive-field radius
     max_pixels: int = DEFAULT_MAX_PIXELS  # larger files are refused from their header, before decoding
@@ -57,7 +58,7 @@ def parse_args(argv=None) -> UpscaleConfig:
                    help="model directory (newest version) or one version directory")
     p.add_argument("--target", help="host:port of TF Serving (default 127.0.0.1:8500 for grpc, 127.0.0.1:8501 for "
                                     "rest)")
-    p.add_argument("--model-name", default="srgan")
+    p.add_argument("--model-name", default=contract.MODEL_NAME)
     p.add_argument("--tile", type=int, default=DEFAULT_TILE, help="input tile side in pixels")
     p.add_argument("--overlap", type=int, help="input pixels added around each tile (default: receptive field)")
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
@@ -76,10 +77,10 @@ def make_upscaler(config: UpscaleConfig, version_dir: Path | None):
     """uint8 NHWC → uint8 NHWC for the chosen backend (`version_dir` from `local_version`)."""
     if config.backend == "grpc":
         from serving.client import SrganClient
-        return SrganClient(config.target or "127.0.0.1:8500", config.model_name).upscale
+        return SrganClient(config.target or contract.LOCAL_GRPC, config.model_name).upscale
     if config.backend == "rest":
         from serving.rest_client import SrganRestClient
-        return SrganRestClient(config.target or "127.0.0.1:8501", config.model_name).upscale
+        return SrganRestClient(config.target or contract.LOCAL_REST, config.model_name).upscale
     from serving.local import batch_upscaler
     return batch_upscaler(version_dir, config.backend)
 
