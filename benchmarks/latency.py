@@ -29,6 +29,7 @@ import report
 from onnx_flops import model_flops
 from core import contract
 from core.cli import UserError, exit_on_user_error, find_version, parser
+from core.repository import ONNX_UINT8
 from serving.onnx_runtime import create_session, default_providers
 
 
@@ -104,10 +105,10 @@ def in_process_backends(config: LatencyConfig, version_dir: Path) -> tuple[dict,
             settings = None
             if name == "CPUExecutionProvider":
                 from serving.cpu_tuning import choose, sample_feed
-                settings, timings = choose(version_dir / "model.onnx", sample_feed(version_dir / "model.onnx"))
+                settings, timings = choose(version_dir / ONNX_UINT8, sample_feed(version_dir / ONNX_UINT8))
                 tuning = {"chosen": dataclasses.asdict(settings), "timed": timings}
                 cpu_settings = settings  # the INT8 copy runs with the same settings
-            session = create_session(version_dir / "model.onnx", [provider] if name == "CPUExecutionProvider"
+            session = create_session(version_dir / ONNX_UINT8, [provider] if name == "CPUExecutionProvider"
                                      else [provider, "CPUExecutionProvider"], cpu_settings=settings)
             runs[label] = lambda images, s=session: s.run(None, {contract.UINT8_INPUT: images})[0]
     int8_model = version_dir / "model_int8.onnx"  # written by export.to_onnx --int8 when its quality holds
@@ -261,7 +262,7 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     print(f"measuring the matrix-multiply rate and loading {version_dir} …", flush=True)
     peak = measure.matmul_gflops()
-    flops = {size: model_flops(version_dir / "model.onnx", size, size) for size in config.sizes}
+    flops = {size: model_flops(version_dir / ONNX_UINT8, size, size) for size in config.sizes}
     backends, cpu_tuning = in_process_backends(config, version_dir)
     import gc
     gc.freeze()  # what is loaded now stays: full collections then skip it instead of stalling a request

@@ -27,6 +27,7 @@ import repo_path  # noqa: F401  (first: the packages importable, TensorFlow quie
 
 import measure
 from core.cli import UserError, exit_on_user_error, find_version, parser
+from core.repository import ONNX_UINT8
 from serving.onnx_runtime import BoundRunner, cuda_options, gpu_visible
 
 SHAPES = ((1, 32), (8, 32), (32, 32), (1, 128), (1, 512))  # (batch, input side)
@@ -88,10 +89,10 @@ def _float_parity(a: np.ndarray, b: np.ndarray) -> dict:
 def parity(version_dir: Path) -> list[dict]:
     rows = []
     shapes = ((4, 32), (1, 128))
-    cpu = _session(version_dir / "model.onnx", "cpu")
+    cpu = _session(version_dir / ONNX_UINT8, "cpu")
     float_cpu = _session(version_dir / "model_float.onnx", "cpu") if (version_dir / "model_float.onnx").exists() else None
     for tf32 in ("0", "1"):
-        gpu = _session(version_dir / "model.onnx", "cuda", use_tf32=tf32)
+        gpu = _session(version_dir / ONNX_UINT8, "cuda", use_tf32=tf32)
         for batch, side in shapes:
             images = _images(batch, side)
             rows.append({"model": "model.onnx", "tf32": tf32 == "1", "shape": [batch, side, side, 3],
@@ -167,7 +168,7 @@ def _flops(version_dir: Path) -> dict:
     # 2 × multiply-adds per image, from the ONNX graph when `onnx` is importable, else the article's figure.
     try:
         from onnx_flops import model_flops
-        return {side: model_flops(version_dir / "model.onnx", side, side) for _, side in SHAPES}
+        return {side: model_flops(version_dir / ONNX_UINT8, side, side) for _, side in SHAPES}
     except ImportError:
         return {side: 4_541_000_000 * side * side // 1024 for _, side in SHAPES}
 
@@ -226,7 +227,7 @@ def plot(results: dict, out: Path) -> Path | None:
 def main(argv=None) -> int:
     config = parse_args(argv)
     config = dataclasses.replace(config, version_dir=find_version(config.version_dir))
-    if not (config.version_dir / "model.onnx").is_file():
+    if not (config.version_dir / ONNX_UINT8).is_file():
         raise UserError(f"{config.version_dir} has no model.onnx; pass an exported version folder.")
     if hasattr(ort, "preload_dlls"):
         ort.preload_dlls()  # CUDA and cuDNN from the nvidia-* pip packages, where they are installed

@@ -15,6 +15,8 @@ ONNX_FP16 = "model_fp16.onnx"  # export --fp16, for GPUs
 ONNX_INT8 = "model_int8.onnx"  # export --int8, for CPUs with VNNI, kept when its quality holds
 EXPORT_RECORD = "export.json"  # core.export_record.ExportRecord
 PARITY_REPORT = "parity.json"  # export.parity's figures (parity.md: the same as tables)
+SAVED_MODEL = "saved_model.pb"  # what a server opens first
+WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"  # TF Serving's warm-up records
 BLESSING = "blessing.json"  # export.bless's verdict: quality thresholds, baseline, infra validation
 # Inside a model directory: versions the gate refused, kept for inspection. A hidden name is not a version to
 # TF Serving's rule nor to ours, so no server ever loads what lies there.

@@ -44,7 +44,8 @@ def _load_failed(process):
 
 def _replay_warmup_over_grpc(version_dir: Path, target: str, model_name: str, timeout: float) -> int:
     """Each warm-up PredictRequest sent to the server as a client would; returns how many were answered."""
-    from serving.warmup import WARMUP_FILE, read_warmup_requests
+    from core.repository import WARMUP_FILE
+    from serving.warmup import read_warmup_requests
     from tensorflow_serving.apis import prediction_service_pb2_grpc
     requests = read_warmup_requests(version_dir / WARMUP_FILE)
     with grpc.insecure_channel(target) as channel:

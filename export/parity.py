@@ -18,6 +18,7 @@ from PIL import Image
 
 from core import contract
 from core.images import encode_png
+from core.repository import PARITY_REPORT
 from serving.errors import describe
 from serving.onnx_runtime import create_session, cuda_options, gpu_visible
 
@@ -205,7 +206,7 @@ def _finite(value):
 
 def write_report(groups: dict, directory: Path, header: str) -> str:
     """parity.json (every figure) and parity.md (tables) for one or more groups of pairs."""
-    (Path(directory) / "parity.json").write_text(json.dumps(
+    (Path(directory) / PARITY_REPORT).write_text(json.dumps(
         _finite({"passed": all(g["passed"] for g in groups.values()), **groups}), indent=2) + "\n")
     parts = [header]
     for name, group in groups.items():

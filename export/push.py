@@ -30,13 +30,13 @@ import uuid
 from pathlib import Path
 
 from core.cli import UserError, exit_on_user_error, parser, setup_logging
-from core.repository import EXPORT_RECORD, parse_version, version_dirs
+from core.repository import EXPORT_RECORD, SAVED_MODEL, parse_version, version_dirs
 from export.bless import is_blessed, newest_blessed
 from export.repository import check_model_name
 
 STABLE = "stable"
 _LABEL = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
-LOADED_LAST = "saved_model.pb"  # what a server opens first: written last where there is no atomic rename
+LOADED_LAST = SAVED_MODEL  # what a server opens first: written last where there is no atomic rename
 
 
 @dataclasses.dataclass(frozen=True)

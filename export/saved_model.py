@@ -10,7 +10,7 @@ from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 from core.contract import SERVING_DEFAULT, UINT8_INPUT
 from export.graphs import ServingModule
 from export.tiles import Tiling
-from serving.warmup import WARMUP_FILE
+from core.repository import WARMUP_FILE
 # (batch, height, width) of the warm-up requests: the article's 32×32 at batch 1 and 4.
 WARMUP_SHAPES = ((1, 32, 32), (4, 32, 32))
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from core import contract
 from core.images import encode_png
-from core.repository import ONNX_FLOAT, ONNX_UINT8
+from core.repository import ONNX_FLOAT, ONNX_UINT8, SAVED_MODEL
 from core.timing import median_seconds
 from serving.errors import deadline_exceeded, describe, invalid_argument
 from serving.onnx_runtime import GPU_PROVIDERS, DeviceRunner, create_session, gpu_visible, tensorrt_usable
@@ -39,7 +39,7 @@ def read_signature_defs(version_dir: Path) -> dict[str, meta_graph_pb2.Signature
     """Every SignatureDef of the SavedModel's `serve` MetaGraph, `__saved_model_init_op` included: what TF
     Serving's GetModelMetadata answers (get_model_metadata_impl.cc copies the whole map)."""
     from tensorflow.core.protobuf import saved_model_pb2
-    saved = saved_model_pb2.SavedModel.FromString((Path(version_dir) / "saved_model.pb").read_bytes())
+    saved = saved_model_pb2.SavedModel.FromString((Path(version_dir) / SAVED_MODEL).read_bytes())
     for meta_graph in saved.meta_graphs:
         if "serve" in meta_graph.meta_info_def.tags:
             return dict(meta_graph.signature_def.items())

@@ -8,9 +8,9 @@ that fails makes the whole load fail (servables/tensorflow/saved_model_warmup_ut
 from pathlib import Path
 
 from core import contract
+from core.repository import WARMUP_FILE
 from serving.errors import describe
 
-WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
 MAX_RECORDS = 1000  # TF Serving's kMaxNumRecords
 
 
