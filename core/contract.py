@@ -23,6 +23,9 @@ MODEL_NAME = "srgan"  # the served name every command defaults to
 GRPC_PORT, REST_PORT = 8500, 8501  # TF Serving's default ports
 LOCAL_GRPC, LOCAL_REST = f"127.0.0.1:{GRPC_PORT}", f"127.0.0.1:{REST_PORT}"  # the clients' default targets
 
+# Server-side batching's defaults, for both servers (ours and the real one's batching_parameters).
+MAX_BATCH_SIZE, BATCH_TIMEOUT_MICROS = 8, 5000
+
 HALF_RANGE = 127.5  # uint8 value v ↔ v / HALF_RANGE − 1
 
 # TF Serving's REST status for each gRPC status (http_server.cc, ToHTTPStatusCode), by the status's name.

@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from core import contract
 from serving.metrics import METRICS
 
 log = logging.getLogger("serving.batching")
@@ -43,7 +44,9 @@ class _Task:
 
 
 class Batcher:
-    def __init__(self, max_batch_size: int = 8, timeout_s: float = 0.005, threads: int = 1):
+    def __init__(self, max_batch_size: int = contract.MAX_BATCH_SIZE,
+                 timeout_s: float = contract.BATCH_TIMEOUT_MICROS / 1e6,
+                 threads: int = 1):
         self.max_batch_size = max_batch_size
         self.timeout_s = timeout_s
         self._queue: collections.deque[_Task] = collections.deque()

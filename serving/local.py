@@ -36,9 +36,8 @@ def batch_upscaler(version_dir: Path, backend: str, threads: int = 0):
     raise UserError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}.")
 
 
-def photo_upscaler(version_dir: Path, backend: str, tile: int = 192):
-    """uint8 H×W×3 → uint8 (sH)×(sW)×3, in tiles of `tile` input pixels plus the receptive radius."""
+def photo_upscaler(version_dir: Path, backend: str):
+    """uint8 H×W×3 → uint8 (sH)×(sW)×3, in the version's own windows (its tile plus the receptive radius)."""
     run = batch_upscaler(version_dir, backend)
-    spec = ExportRecord.load(version_dir).model_spec
-    scale, radius = spec.scale, spec.receptive_radius
+    scale, tile, radius = ExportRecord.load(version_dir).window_plan()
     return lambda lr: tiled_upscale(lr, run, scale, tile, radius)

@@ -50,8 +50,8 @@ class ServerConfig:
     backend: str = "savedmodel"
     onnx_gpu_mode: str = "graphs"
     enable_batching: bool = False
-    max_batch_size: int = 8
-    batch_timeout_micros: int = 5000
+    max_batch_size: int = contract.MAX_BATCH_SIZE
+    batch_timeout_micros: int = contract.BATCH_TIMEOUT_MICROS
     num_batch_threads: int = 1
     file_system_poll_wait_seconds: float = 1.0
     grpc_max_threads: int = 16

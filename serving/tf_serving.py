@@ -44,9 +44,9 @@ class TfServingConfig:
     rest_api_port: int = contract.REST_PORT
     num_versions: int = 1
     labels: tuple[tuple[str, int], ...] = ()
-    max_batch_size: int = 8  # images per executed batch
+    max_batch_size: int = contract.MAX_BATCH_SIZE  # images per executed batch
     max_request_images: int = 64  # a request with more images is split into batches of max_batch_size
-    batch_timeout_micros: int = 5000
+    batch_timeout_micros: int = contract.BATCH_TIMEOUT_MICROS
     num_batch_threads: int = 0  # 0: the target's choice: this host's cores here, GPU_BATCH_THREADS in Docker
     max_enqueued_batches: int = 64
     enable_batching: str = "auto"  # the local command's: auto (measured here) | true | false; the GPU image batches
