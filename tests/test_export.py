@@ -170,7 +170,7 @@ def test_a_failure_inside_the_export_removes_its_staging_folder(tmp_path):
 def test_a_killed_export_leaves_no_partial_version(run_dir, tmp_path):
     model_path = tmp_path / "srgan"
     proc = subprocess.Popen([sys.executable, "-m", "export.to_onnx", "--run-dir", str(run_dir),
-                             "--model-dir", str(tmp_path), "--no-bless"], cwd=REPO, stdout=subprocess.DEVNULL,
+                             "--repository", str(tmp_path), "--no-bless"], cwd=REPO, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not list(model_path.glob(".staging-*/saved_model.pb")):
@@ -186,9 +186,9 @@ def test_a_killed_export_leaves_no_partial_version(run_dir, tmp_path):
 
 @pytest.mark.parametrize("problem", ["no-checkpoint", "unreadable", "opset", "unwritable", "no-photographs"])
 def test_bad_input_is_one_sentence_and_exit_2(problem, run_dir, tmp_path):
-    args = ["--run-dir", str(run_dir), "--model-dir", str(tmp_path / "models")]
+    args = ["--run-dir", str(run_dir), "--repository", str(tmp_path / "models")]
     if problem == "no-checkpoint":
-        args = ["--run-dir", str(tmp_path / "empty-run"), "--model-dir", str(tmp_path / "models")]
+        args = ["--run-dir", str(tmp_path / "empty-run"), "--repository", str(tmp_path / "models")]
     elif problem == "unreadable":
         broken = tmp_path / "run"
         shutil.copytree(run_dir / "checkpoints", broken / "checkpoints")
