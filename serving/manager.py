@@ -228,6 +228,16 @@ def unsafe_entry(folder: Path, base: Path) -> str | None:
     return None
 
 
+def _poll_logged(model: ServedModel) -> bool:
+    """One model's poll; False, logged, when its base path cannot be read: nothing on disk stops a poller."""
+    try:
+        model.poll()
+        return True
+    except Exception as error:  # noqa: BLE001 - the poller must survive anything on disk
+        log.warning("cannot read the versions of %s in %s: %s", model.name, model.config.base_path, describe(error))
+        return False
+
+
 def check_unique_names(configs) -> None:
     """TF Serving's refusal of a config list that names a model twice (server_core.cc, ValidateModelConfigList)."""
     seen = set()
@@ -259,15 +269,8 @@ class ModelManager:
         """Look at every model's base path. Nothing found there (an odd folder name, an unreadable
         directory, a version that fails to load) can stop the poller: errors are logged, and `readable` turns
         False (health NOT_SERVING) while a base path cannot be read."""
-        readable = True
         with self._poll_lock:
-            for model in list(self.models.values()):
-                try:
-                    model.poll()
-                except Exception as error:  # noqa: BLE001 - the poller must survive anything on disk
-                    readable = False
-                    log.warning("cannot read the versions of %s in %s: %s", model.name, model.config.base_path,
-                                describe(error))
+            readable = all([_poll_logged(model) for model in list(self.models.values())])  # a list: poll every one
         self.readable = readable
         if self.on_polled:
             self.on_polled()
@@ -333,12 +336,8 @@ class ModelManager:
                 if current is None or current.config.base_path != c.base_path:
                     replacements[c.name] = ServedModel(c, self.backend, self.gpu_mode)
             for model in replacements.values():  # loaded before they replace anything (a new name: before it answers)
-                try:
-                    model.poll()
+                if _poll_logged(model):
                     model.wait_for_loads()
-                except Exception as error:  # noqa: BLE001 - as the poller: logged, the next poll retries
-                    log.warning("cannot read the versions of %s in %s: %s", model.name, model.config.base_path,
-                                describe(error))
             new = {}
             for c in config.model_config_list.config:
                 if c.name in replacements:

@@ -81,8 +81,9 @@ class RestApi:
                 request, row_format = self._predict_request(
                     spec, _json_body(http_request, self.prediction.limits.max_pixels))
             except ServingError as error:  # refused before the prediction service saw it: counted here, as gRPC's
-                self.prediction.count(unquote(name), "REST", error.code.name, time.perf_counter() - started)
-                self.prediction.log_refusal("REST", unquote(name), error)
+                model_name = unquote(name)
+                self.prediction.count(model_name, "REST", error.code.name, time.perf_counter() - started)
+                self.prediction.log_refusal("REST", model_name, error)
                 raise
             return self._predict(request, row_format)
         if method == "GET" and (match := _STATUS.fullmatch(path)):

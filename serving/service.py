@@ -262,7 +262,6 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                 "refused a %s Predict for %s: %s: %s", entrypoint, printable(model_name, 80), error.code.name,
                 printable(error.message, 300))
 
-
     def _predict(self, request, still_wanted, deadline: float) -> predict_pb2.PredictResponse:
         client_wanted = still_wanted
         still_wanted = lambda: client_wanted() and time.monotonic() < deadline  # noqa: E731
